@@ -1,0 +1,62 @@
+/*
+ * cpu_ops.h - the CPU reference ops, one function per entry of sc_backend_ops.
+ *
+ * Every op handles F32 and F64 tensors (F64 exists for the finite-difference gradient
+ * checks). Reductions run in a fixed order, so results do not depend on the thread count.
+ * Arguments have been validated by src/backend/backend.c.
+ */
+#ifndef SIMCLR_CPU_OPS_H
+#define SIMCLR_CPU_OPS_H
+
+#include "simclr/backend.h"
+
+/* cpu_conv.c */
+size_t sc_cpu_conv2d_workspace(sc_backend *be, const sc_conv_desc *d, sc_dtype dt);
+void sc_cpu_conv2d_fwd(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *w,
+                       sc_tensor *y, sc_tensor *ws);
+void sc_cpu_conv2d_bwd_data(sc_backend *be, const sc_conv_desc *d, const sc_tensor *dy,
+                            const sc_tensor *w, sc_tensor *dx, sc_tensor *ws);
+void sc_cpu_conv2d_bwd_filter(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x,
+                              const sc_tensor *dy, sc_tensor *dw, sc_tensor *ws);
+
+/* cpu_norm.c */
+void sc_cpu_bn_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                         const sc_tensor *beta, sc_tensor *y, sc_tensor *save_mean,
+                         sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var,
+                         double momentum, double eps);
+void sc_cpu_bn_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                        const sc_tensor *beta, const sc_tensor *running_mean,
+                        const sc_tensor *running_var, double eps, sc_tensor *y);
+void sc_cpu_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                   const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx,
+                   sc_tensor *dgamma, sc_tensor *dbeta);
+void sc_cpu_l2norm_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y, sc_tensor *norm);
+void sc_cpu_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm,
+                       const sc_tensor *dy, sc_tensor *dx);
+
+/* cpu_elementwise.c */
+void sc_cpu_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y);
+void sc_cpu_relu_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx);
+void sc_cpu_add(sc_backend *be, const sc_tensor *a, const sc_tensor *b, sc_tensor *y);
+void sc_cpu_maxpool_fwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *x, sc_tensor *y);
+void sc_cpu_maxpool_bwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *x,
+                        const sc_tensor *dy, sc_tensor *dx);
+void sc_cpu_avgpool_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y);
+void sc_cpu_avgpool_bwd(sc_backend *be, const sc_tensor *dy, sc_tensor *dx);
+
+/* cpu_linear.c */
+void sc_cpu_linear_fwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *b,
+                       sc_tensor *y);
+void sc_cpu_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *dy,
+                       sc_tensor *dx, sc_tensor *dw, sc_tensor *db);
+
+/* cpu_loss.c */
+void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
+                   sc_tensor *accuracy, sc_tensor *dz);
+
+/* cpu_optim.c */
+void sc_cpu_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
+                       sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
+                       const sc_tensor *lr);
+
+#endif /* SIMCLR_CPU_OPS_H */

@@ -1,0 +1,23 @@
+/* Temporary: ops under construction on helper branches. Deleted before the foundation lands. */
+#include "cpu_ops.h"
+#define PENDING SC_FATAL("op pending")
+size_t sc_cpu_conv2d_workspace(sc_backend *be, const sc_conv_desc *d, sc_dtype dt) { (void)be; (void)d; (void)dt; PENDING; }
+void sc_cpu_conv2d_fwd(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *w, sc_tensor *y, sc_tensor *ws) { (void)be; (void)d; (void)x; (void)w; (void)y; (void)ws; PENDING; }
+void sc_cpu_conv2d_bwd_data(sc_backend *be, const sc_conv_desc *d, const sc_tensor *dy, const sc_tensor *w, sc_tensor *dx, sc_tensor *ws) { (void)be; (void)d; (void)dy; (void)w; (void)dx; (void)ws; PENDING; }
+void sc_cpu_conv2d_bwd_filter(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *dy, sc_tensor *dw, sc_tensor *ws) { (void)be; (void)d; (void)x; (void)dy; (void)dw; (void)ws; PENDING; }
+void sc_cpu_bn_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta, sc_tensor *y, sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var, double momentum, double eps) { (void)be; (void)x; (void)gamma; (void)beta; (void)y; (void)save_mean; (void)save_invstd; (void)running_mean; (void)running_var; (void)momentum; (void)eps; PENDING; }
+void sc_cpu_bn_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta, const sc_tensor *running_mean, const sc_tensor *running_var, double eps, sc_tensor *y) { (void)be; (void)x; (void)gamma; (void)beta; (void)running_mean; (void)running_var; (void)eps; (void)y; PENDING; }
+void sc_cpu_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma, const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx, sc_tensor *dgamma, sc_tensor *dbeta) { (void)be; (void)x; (void)dy; (void)gamma; (void)save_mean; (void)save_invstd; (void)dx; (void)dgamma; (void)dbeta; PENDING; }
+void sc_cpu_l2norm_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y, sc_tensor *norm) { (void)be; (void)x; (void)y; (void)norm; PENDING; }
+void sc_cpu_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)y; (void)norm; (void)dy; (void)dx; PENDING; }
+void sc_cpu_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y) { (void)be; (void)x; (void)y; PENDING; }
+void sc_cpu_relu_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)y; (void)dy; (void)dx; PENDING; }
+void sc_cpu_add(sc_backend *be, const sc_tensor *a, const sc_tensor *b, sc_tensor *y) { (void)be; (void)a; (void)b; (void)y; PENDING; }
+void sc_cpu_maxpool_fwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *x, sc_tensor *y) { (void)be; (void)d; (void)x; (void)y; PENDING; }
+void sc_cpu_maxpool_bwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *x, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)d; (void)x; (void)dy; (void)dx; PENDING; }
+void sc_cpu_avgpool_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y) { (void)be; (void)x; (void)y; PENDING; }
+void sc_cpu_avgpool_bwd(sc_backend *be, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)dy; (void)dx; PENDING; }
+void sc_cpu_linear_fwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *b, sc_tensor *y) { (void)be; (void)x; (void)w; (void)b; (void)y; PENDING; }
+void sc_cpu_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *dy, sc_tensor *dx, sc_tensor *dw, sc_tensor *db) { (void)be; (void)x; (void)w; (void)dy; (void)dx; (void)dw; (void)db; PENDING; }
+void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dz) { (void)be; (void)z; (void)tau; (void)loss; (void)accuracy; (void)dz; PENDING; }
+void sc_cpu_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table, sc_tensor *params, const sc_tensor *grads, sc_tensor *state, const sc_tensor *lr) { (void)be; (void)hp; (void)table; (void)params; (void)grads; (void)state; (void)lr; PENDING; }
