@@ -1,0 +1,108 @@
+/*
+ * layers.c - convolution and batch-norm layers over the flat parameter buffers
+ * (see layers.h).
+ */
+#include "layers.h"
+
+#include <stdio.h>
+
+#include "simclr/model.h"
+
+#define NAME_CAP SC_PARAM_NAME_CAP
+
+static sc_status add_row(int *row, sc_param_table *t, const char *name, const char *suffix, int ndim,
+                         const int64_t *shape, uint32_t flags, sc_init_kind init, int64_t fan_in,
+                         int64_t fan_out) {
+    char full[NAME_CAP];
+    int len = snprintf(full, sizeof full, "%s%s%s", name, name[0] ? "." : "", suffix);
+    if (len < 0 || len >= (int)sizeof full) return sc_errorf(SC_ERR_ARG, "parameter name too long: %s.%s", name, suffix);
+    *row = sc_params_add(t, full, ndim, shape, flags, init, fan_in, fan_out);
+    return *row < 0 ? SC_ERR_ARG : SC_OK;
+}
+
+sc_status sc_conv_layer_add(sc_conv_layer *l, sc_param_table *t, const char *name, int k, int r,
+                            int s, int c, int stride, int pad, uint32_t flags) {
+    *l = (sc_conv_layer){.k = k, .r = r, .s = s, .c = c, .stride = stride, .pad = pad};
+    int64_t shape[4] = {k, r, s, c};
+    return add_row(&l->weight, t, name, "weight", 4, shape, flags | SC_PARAM_CONV,
+                   SC_INIT_KAIMING_FAN_OUT, (int64_t)c * r * s, (int64_t)k * r * s);
+}
+
+sc_status sc_bn_layer_add(sc_bn_layer *l, sc_param_table *t, const char *name, int c, int has_beta,
+                          int zero_gamma, uint32_t flags) {
+    *l = (sc_bn_layer){.c = c, .beta = -1};
+    int64_t shape[1] = {c};
+    uint32_t trained = flags | SC_PARAM_BN | SC_PARAM_NO_WD | SC_PARAM_NO_LARS;
+    uint32_t stat = (flags & (SC_PARAM_ENCODER | SC_PARAM_HEAD)) | SC_PARAM_BN_STAT | SC_PARAM_NO_WD |
+                    SC_PARAM_NO_LARS;
+    SC_TRY(add_row(&l->gamma, t, name, "weight", 1, shape, trained,
+                   zero_gamma ? SC_INIT_ZEROS : SC_INIT_ONES, 0, 0));
+    if (has_beta) SC_TRY(add_row(&l->beta, t, name, "bias", 1, shape, trained, SC_INIT_ZEROS, 0, 0));
+    SC_TRY(add_row(&l->mean, t, name, "running_mean", 1, shape, stat, SC_INIT_ZEROS, 0, 0));
+    SC_TRY(add_row(&l->var, t, name, "running_var", 1, shape, stat, SC_INIT_ONES, 0, 0));
+    return SC_OK;
+}
+
+sc_status sc_bn_layer_plan(sc_bn_layer *l, sc_arena *a, sc_dtype dt) {
+    int64_t shape[1] = {l->c};
+    SC_TRY(sc_arena_tensor(a, dt, 1, shape, &l->save_mean));
+    SC_TRY(sc_arena_tensor(a, dt, 1, shape, &l->save_invstd));
+    return SC_OK;
+}
+
+void sc_conv_layer_out(const sc_conv_layer *l, int h, int w, int *oh, int *ow) {
+    *oh = (h + 2 * l->pad - l->r) / l->stride + 1;
+    *ow = (w + 2 * l->pad - l->s) / l->stride + 1;
+}
+
+static sc_conv_desc desc_for(const sc_conv_layer *l, int n, int h, int w) {
+    return sc_conv_desc_make(n, h, w, l->c, l->k, l->r, l->s, l->stride, l->pad);
+}
+
+size_t sc_conv_layer_workspace(const sc_conv_layer *l, sc_backend *be, int n, int h, int w, sc_dtype dt) {
+    sc_conv_desc d = desc_for(l, n, h, w);
+    return sc_op_conv2d_workspace(be, &d, dt);
+}
+
+void sc_conv_layer_fwd(const sc_nn_ctx *ctx, const sc_conv_layer *l, const sc_tensor *x, sc_tensor *y) {
+    sc_conv_desc d = desc_for(l, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2]);
+    sc_tensor w = sc_params_view(ctx->table, l->weight, ctx->params, ctx->dtype);
+    sc_tensor ws = ctx->ws;
+    sc_op_conv2d_fwd(ctx->be, &d, x, &w, y, &ws);
+}
+
+void sc_conv_layer_bwd(const sc_nn_ctx *ctx, const sc_conv_layer *l, const sc_tensor *x,
+                       const sc_tensor *dy, sc_tensor *dx) {
+    sc_conv_desc d = desc_for(l, (int)x->shape[0], (int)x->shape[1], (int)x->shape[2]);
+    sc_tensor w = sc_params_view(ctx->table, l->weight, ctx->params, ctx->dtype);
+    sc_tensor dw = sc_params_view(ctx->table, l->weight, ctx->grads, ctx->dtype);
+    sc_tensor ws = ctx->ws;
+    sc_op_conv2d_bwd_filter(ctx->be, &d, x, dy, &dw, &ws);
+    if (dx) sc_op_conv2d_bwd_data(ctx->be, &d, dy, &w, dx, &ws);
+}
+
+void sc_bn_layer_fwd(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x, sc_tensor *y, int train) {
+    const sc_param_table *t = ctx->table;
+    sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
+    sc_tensor beta = l->beta >= 0 ? sc_params_view(t, l->beta, ctx->params, ctx->dtype) : (sc_tensor){0};
+    sc_tensor mean = sc_params_view(t, l->mean, ctx->params, ctx->dtype);
+    sc_tensor var = sc_params_view(t, l->var, ctx->params, ctx->dtype);
+    const sc_tensor *b = l->beta >= 0 ? &beta : NULL;
+    if (train)
+        sc_op_bn_fwd_train(ctx->be, x, &gamma, b, y, &l->save_mean, &l->save_invstd, &mean, &var,
+                           SC_BN_MOMENTUM, SC_BN_EPS);
+    else
+        sc_op_bn_fwd_eval(ctx->be, x, &gamma, b, &mean, &var, SC_BN_EPS, y);
+}
+
+void sc_bn_layer_bwd(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x,
+                     const sc_tensor *dy, sc_tensor *dx) {
+    const sc_param_table *t = ctx->table;
+    sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
+    sc_tensor dgamma = sc_params_view(t, l->gamma, ctx->grads, ctx->dtype);
+    sc_tensor dbeta = l->beta >= 0 ? sc_params_view(t, l->beta, ctx->grads, ctx->dtype) : (sc_tensor){0};
+    sc_op_bn_bwd(ctx->be, x, dy, &gamma, &l->save_mean, &l->save_invstd, dx, &dgamma,
+                 l->beta >= 0 ? &dbeta : NULL);
+}
+
+sc_tensor sc_rows(const sc_tensor *t, int64_t n) { return sc_tensor_slice0(t, 0, n); }
