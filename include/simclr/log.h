@@ -35,6 +35,8 @@ void sc_log_set_rank(int rank);
 void sc_log_attach_file(FILE *f);
 /* Replace stderr+file output by `sink` (NULL restores the default). */
 void sc_log_set_sink(sc_log_sink sink, void *user);
+/* While a progress line is drawn on the terminal, clear it before printing a log line. */
+void sc_log_set_progress_line(int active);
 /* Parse "debug|info|warn|error|off"; returns -1 on an unknown name. */
 int sc_log_level_parse(const char *name);
 

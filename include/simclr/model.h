@@ -51,7 +51,8 @@ typedef struct sc_model sc_model;
 sc_status sc_model_create(const sc_model_config *mc, sc_backend *be, sc_dtype dtype, sc_model **out);
 void sc_model_destroy(sc_model *m);
 
-/* Initialise every parameter from `seed` (see sc_params_init_values) and zero the optimizer state. */
+/* Initialise every parameter from `seed` (see sc_params_init_values). The optimizer state is
+ * left as it is (zero after sc_model_create). */
 void sc_model_init_params(sc_model *m, uint64_t seed);
 
 /* Plan activation, gradient and workspace memory for batches of up to `max_batch` images of

@@ -18,6 +18,7 @@ static int log_rank = 0;
 static FILE *log_file = NULL;
 static sc_log_sink log_sink = NULL;
 static void *log_sink_user = NULL;
+static int log_progress_line = 0;
 
 void sc_log_set_level(sc_log_level level) { sc_log_threshold = level; }
 
@@ -33,6 +34,12 @@ void sc_log_set_sink(sc_log_sink sink, void *user) {
     pthread_mutex_lock(&log_mu);
     log_sink = sink;
     log_sink_user = user;
+    pthread_mutex_unlock(&log_mu);
+}
+
+void sc_log_set_progress_line(int active) {
+    pthread_mutex_lock(&log_mu);
+    log_progress_line = active;
     pthread_mutex_unlock(&log_mu);
 }
 
@@ -66,7 +73,7 @@ void sc_log_write(sc_log_level level, const char *fmt, ...) {
     if (log_sink) {
         log_sink(log_sink_user, level, line);
     } else {
-        fprintf(stderr, "%s\n", line);
+        fprintf(stderr, "%s%s\n", log_progress_line ? "\r\033[K" : "", line);
         if (log_file) {
             fprintf(log_file, "%s\n", line);
             fflush(log_file);

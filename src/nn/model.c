@@ -93,7 +93,6 @@ void sc_model_init_params(sc_model *m, uint64_t seed) {
     SC_CHECK(host != NULL, "out of host memory for %zu bytes of initial parameters", bytes);
     sc_params_init_values(&m->table, seed, host, m->dtype);
     m->be->ops->upload(m->be, m->params, host, bytes);
-    m->be->ops->zero(m->be, m->state, bytes);
     free(host);
 }
 
