@@ -1,0 +1,34 @@
+#!/bin/sh
+# setup.sh - install simclr's dependencies from Debian's packages (when run as root and a
+# package is missing) and build it into ./build. Safe to run again: it installs nothing that
+# is present and rebuilds only what changed.
+#
+#   tools/setup.sh            # Release build
+#   BUILD_DIR=build-asan CMAKE_ARGS=-DSIMCLR_SANITIZE=ON tools/setup.sh
+#
+# The CUDA backend is built when a CUDA toolkit is found (/usr/local/cuda); it is not
+# installed from here (NVIDIA's packages are not Debian's).
+set -eu
+cd "$(dirname "$0")/.."
+
+PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev
+dataset-fashion-mnist python3 python3-numpy python3-torch python3-torchvision"
+
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages:$missing" >&2
+        echo "setup: run this script as root, or: sudo apt-get install$missing" >&2
+        exit 1
+    fi
+    echo "setup: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
+cmake --build "$BUILD_DIR" -j "$(nproc)"
