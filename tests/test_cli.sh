@@ -1,0 +1,52 @@
+#!/bin/sh
+# test_cli.sh - the `simclr` command line: help texts, exit codes, configuration errors that
+# name file:line:col and the key, --print-config, info, and a tiny train + eval linear run.
+# Usage: test_cli.sh path/to/simclr
+set -u
+SIMCLR=$1
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0; checks=0
+pass() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+
+# expect CODE PATTERN -- command...: exit status CODE and output matching PATTERN
+expect() {
+    code=$1; pattern=$2; shift 3
+    out=$("$@" 2>&1); rc=$?
+    if [ "$rc" -ne "$code" ]; then fail "$* exited $rc, expected $code: $out"; return; fi
+    if ! printf '%s' "$out" | grep -q -- "$pattern"; then fail "$*: output lacks '$pattern': $out"; return; fi
+    pass
+}
+
+expect 0 "commands:" -- "$SIMCLR" --help
+expect 2 "usage: simclr" -- "$SIMCLR"
+expect 2 "unknown command 'trian'" -- "$SIMCLR" trian
+expect 0 "model.head.out_dim" -- "$SIMCLR" train --help
+expect 0 "CPU cores" -- "$SIMCLR" info
+expect 0 "arch: resnet18" -- "$SIMCLR" train --print-config
+expect 0 "width: 0.5" -- "$SIMCLR" train --print-config --set model.width=0.5
+expect 2 "unknown key 'model.widht' (did you mean 'model.width'?)" -- "$SIMCLR" train --set model.widht=0.5
+expect 2 "model.width: expected a number, got 'abc'" -- "$SIMCLR" train --set model.width=abc
+expect 2 "unknown option '--bogus'" -- "$SIMCLR" train --bogus
+
+printf 'model:\n  arch: resnet18\n  head:\n    out_dimm: 64\n' > "$TMP/bad.yaml"
+expect 2 "$TMP/bad.yaml:4:5: unknown key 'model.head.out_dimm'" -- "$SIMCLR" train --config "$TMP/bad.yaml"
+printf 'train:\n  batch_size: 1\n' > "$TMP/range.yaml"
+expect 2 "range.yaml:2:15: train.batch_size: 1 is out of range" -- "$SIMCLR" train --config "$TMP/range.yaml"
+expect 1 "nope.yaml: cannot open" -- "$SIMCLR" train --config "$TMP/nope.yaml"
+expect 1 "no CUDA GPU is visible\|built without CUDA\|GPU" -- "$SIMCLR" train --device cuda:7 --set run.dir="$TMP/runs"
+
+if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    expect 0 "random init:" -- "$SIMCLR" train --device cpu --set run.dir="$TMP/runs" --name cli \
+        --set model.width=0.0625 --set train.batch_size=32 --set train.max_steps=3 \
+        --set eval.probe_train_samples=500 --set eval.probe_test_samples=200
+    expect 0 "pretrained encoder:" -- "$SIMCLR" eval linear "$TMP/runs/cli" --set eval.probe_train_samples=300 \
+        --set eval.probe_test_samples=100
+    expect 1 "no such run directory" -- "$SIMCLR" eval linear "$TMP/runs/none"
+else
+    echo "note: Fashion-MNIST not installed; the train/eval part is not run"
+fi
+
+echo "$checks checks, $fails failed"
+[ "$checks" -gt 0 ] && [ "$fails" -eq 0 ]
