@@ -122,6 +122,10 @@ static void write_metrics(FILE *f, const sc_progress_values *v, double elapsed) 
 static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
     char path[1100];
     SC_TRY(sc_config_validate(cfg));
+    /* device and data first: a bad path or device fails before a run directory exists */
+    sc_backend_options bo = {.threads = cfg->run.threads};
+    SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
+    SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
     SC_TRY(sc_run_dir_create(cfg->run.dir, cfg->run.name, t->run_dir, sizeof t->run_dir));
     snprintf(res->run_dir, sizeof res->run_dir, "%s", t->run_dir);
     snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
@@ -134,13 +138,9 @@ static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
     SC_TRY(sc_config_write_file(cfg, path));
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
     if (!(t->metrics = fopen(path, "w"))) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-
-    sc_backend_options bo = {.threads = cfg->run.threads};
-    SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
     SC_TRY(write_run_info(t->run_dir, cfg, t->be));
     SC_INFO("device %s (%s, %d CPU threads)", cfg->run.device, t->be->ops->name, t->be->threads);
 
-    SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
     sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
     sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
                             .workers = cfg->data.workers, .prefetch = cfg->data.prefetch, .seed = (uint64_t)cfg->run.seed,
