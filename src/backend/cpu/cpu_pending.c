@@ -1,10 +1,6 @@
 /* Temporary: ops under construction on helper branches. Deleted before the foundation lands. */
 #include "cpu_ops.h"
 #define PENDING SC_FATAL("op pending")
-size_t sc_cpu_conv2d_workspace(sc_backend *be, const sc_conv_desc *d, sc_dtype dt) { (void)be; (void)d; (void)dt; PENDING; }
-void sc_cpu_conv2d_fwd(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *w, sc_tensor *y, sc_tensor *ws) { (void)be; (void)d; (void)x; (void)w; (void)y; (void)ws; PENDING; }
-void sc_cpu_conv2d_bwd_data(sc_backend *be, const sc_conv_desc *d, const sc_tensor *dy, const sc_tensor *w, sc_tensor *dx, sc_tensor *ws) { (void)be; (void)d; (void)dy; (void)w; (void)dx; (void)ws; PENDING; }
-void sc_cpu_conv2d_bwd_filter(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *dy, sc_tensor *dw, sc_tensor *ws) { (void)be; (void)d; (void)x; (void)dy; (void)dw; (void)ws; PENDING; }
 void sc_cpu_bn_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta, sc_tensor *y, sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var, double momentum, double eps) { (void)be; (void)x; (void)gamma; (void)beta; (void)y; (void)save_mean; (void)save_invstd; (void)running_mean; (void)running_var; (void)momentum; (void)eps; PENDING; }
 void sc_cpu_bn_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta, const sc_tensor *running_mean, const sc_tensor *running_var, double eps, sc_tensor *y) { (void)be; (void)x; (void)gamma; (void)beta; (void)running_mean; (void)running_var; (void)eps; (void)y; PENDING; }
 void sc_cpu_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma, const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx, sc_tensor *dgamma, sc_tensor *dbeta) { (void)be; (void)x; (void)dy; (void)gamma; (void)save_mean; (void)save_invstd; (void)dx; (void)dgamma; (void)dbeta; PENDING; }
