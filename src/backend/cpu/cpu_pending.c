@@ -1,11 +1,6 @@
 /* Temporary: ops under construction on helper branches. Deleted before the foundation lands. */
 #include "cpu_ops.h"
 #define PENDING SC_FATAL("op pending")
-void sc_cpu_bn_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta, sc_tensor *y, sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var, double momentum, double eps) { (void)be; (void)x; (void)gamma; (void)beta; (void)y; (void)save_mean; (void)save_invstd; (void)running_mean; (void)running_var; (void)momentum; (void)eps; PENDING; }
-void sc_cpu_bn_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta, const sc_tensor *running_mean, const sc_tensor *running_var, double eps, sc_tensor *y) { (void)be; (void)x; (void)gamma; (void)beta; (void)running_mean; (void)running_var; (void)eps; (void)y; PENDING; }
-void sc_cpu_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma, const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx, sc_tensor *dgamma, sc_tensor *dbeta) { (void)be; (void)x; (void)dy; (void)gamma; (void)save_mean; (void)save_invstd; (void)dx; (void)dgamma; (void)dbeta; PENDING; }
-void sc_cpu_l2norm_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y, sc_tensor *norm) { (void)be; (void)x; (void)y; (void)norm; PENDING; }
-void sc_cpu_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)y; (void)norm; (void)dy; (void)dx; PENDING; }
 void sc_cpu_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y) { (void)be; (void)x; (void)y; PENDING; }
 void sc_cpu_relu_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)y; (void)dy; (void)dx; PENDING; }
 void sc_cpu_add(sc_backend *be, const sc_tensor *a, const sc_tensor *b, sc_tensor *y) { (void)be; (void)a; (void)b; (void)y; PENDING; }
