@@ -1,13 +1,6 @@
 /* Temporary: ops under construction on helper branches. Deleted before the foundation lands. */
 #include "cpu_ops.h"
 #define PENDING SC_FATAL("op pending")
-void sc_cpu_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y) { (void)be; (void)x; (void)y; PENDING; }
-void sc_cpu_relu_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)y; (void)dy; (void)dx; PENDING; }
-void sc_cpu_add(sc_backend *be, const sc_tensor *a, const sc_tensor *b, sc_tensor *y) { (void)be; (void)a; (void)b; (void)y; PENDING; }
-void sc_cpu_maxpool_fwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *x, sc_tensor *y) { (void)be; (void)d; (void)x; (void)y; PENDING; }
-void sc_cpu_maxpool_bwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *x, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)d; (void)x; (void)dy; (void)dx; PENDING; }
-void sc_cpu_avgpool_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y) { (void)be; (void)x; (void)y; PENDING; }
-void sc_cpu_avgpool_bwd(sc_backend *be, const sc_tensor *dy, sc_tensor *dx) { (void)be; (void)dy; (void)dx; PENDING; }
 void sc_cpu_linear_fwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *b, sc_tensor *y) { (void)be; (void)x; (void)w; (void)b; (void)y; PENDING; }
 void sc_cpu_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *dy, sc_tensor *dx, sc_tensor *dw, sc_tensor *db) { (void)be; (void)x; (void)w; (void)dy; (void)dx; (void)dw; (void)db; PENDING; }
 void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dz) { (void)be; (void)z; (void)tau; (void)loss; (void)accuracy; (void)dz; PENDING; }
