@@ -114,7 +114,8 @@ static inline sc_backend *backend_with_threads(int threads) {
 
 /* ---- naive convolutions (F64), the definition the im2col path must reproduce ---- */
 
-static inline void naive_conv_fwd(const sc_conv_desc *d, const double *x, const double *w, double *y) {
+static inline void naive_conv_fwd(const sc_conv_desc *d, const double *x, const double *w,
+                                  double *y) {
     for (int n = 0; n < d->n; n++)
         for (int oy = 0; oy < d->oh; oy++)
             for (int ox = 0; ox < d->ow; ox++)
@@ -133,8 +134,8 @@ static inline void naive_conv_fwd(const sc_conv_desc *d, const double *x, const 
 }
 
 /* dx (overwritten) and dw (overwritten) of sum(dy .* conv(x, w)). */
-static inline void naive_conv_bwd(const sc_conv_desc *d, const double *x, const double *w, const double *dy,
-                           double *dx, double *dw) {
+static inline void naive_conv_bwd(const sc_conv_desc *d, const double *x, const double *w,
+                                  const double *dy, double *dx, double *dw) {
     memset(dx, 0, sizeof(double) * (size_t)d->n * d->h * d->w * d->c);
     memset(dw, 0, sizeof(double) * (size_t)d->k * d->r * d->s * d->c);
     for (int n = 0; n < d->n; n++)
@@ -164,8 +165,8 @@ typedef double (*loss_fn)(void *ctx);
 
 /* Compares the analytic gradient g of loss() with respect to p[0..n) with central differences
  * (step FD_STEP), element by element: |g - fd| <= rtol * (|fd| + max|fd|). p is restored. */
-static inline void fd_check(const char *what, double *p, size_t n, const double *g, loss_fn loss, void *ctx,
-                     double rtol) {
+static inline void fd_check(const char *what, double *p, size_t n, const double *g, loss_fn loss,
+                            void *ctx, double rtol) {
     double *num = buf_nan(n);
     for (size_t i = 0; i < n; i++) {
         double save = p[i];

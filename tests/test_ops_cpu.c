@@ -13,7 +13,8 @@ static sc_backend *g_be; /* 2 threads */
 /* Forward passes in F64 must match the naive loops to rounding. */
 #define FWD_RTOL 1e-12
 
-static void compare_rel(const char *what, const double *got, const double *want, size_t n, double rtol) {
+static void compare_rel(const char *what, const double *got, const double *want, size_t n,
+                        double rtol) {
     sc_test_compare(what, got, want, (long)n, rtol * (max_abs(want, n) + 1e-300), rtol);
 }
 
@@ -26,9 +27,15 @@ typedef struct conv_ctx {
     sc_tensor ws;
 } conv_ctx;
 
-static sc_tensor conv_x(const sc_conv_desc *d, double *p) { return sc_tensor_4d(p, SC_F64, d->n, d->h, d->w, d->c); }
-static sc_tensor conv_w(const sc_conv_desc *d, double *p) { return sc_tensor_4d(p, SC_F64, d->k, d->r, d->s, d->c); }
-static sc_tensor conv_y(const sc_conv_desc *d, double *p) { return sc_tensor_4d(p, SC_F64, d->n, d->oh, d->ow, d->k); }
+static sc_tensor conv_x(const sc_conv_desc *d, double *p) {
+    return sc_tensor_4d(p, SC_F64, d->n, d->h, d->w, d->c);
+}
+static sc_tensor conv_w(const sc_conv_desc *d, double *p) {
+    return sc_tensor_4d(p, SC_F64, d->k, d->r, d->s, d->c);
+}
+static sc_tensor conv_y(const sc_conv_desc *d, double *p) {
+    return sc_tensor_4d(p, SC_F64, d->n, d->oh, d->ow, d->k);
+}
 
 static double conv_loss(void *p) {
     conv_ctx *c = p;
@@ -38,13 +45,16 @@ static double conv_loss(void *p) {
 }
 
 /* Forward, both backward passes against the naive loops, and (when fd) finite differences. */
-static void conv_case(int n, int h, int w, int c, int k, int r, int s, int stride, int pad, int fd) {
+static void conv_case(int n, int h, int w, int c, int k, int r, int s, int stride, int pad,
+                      int fd) {
     char what[160];
     conv_ctx cc;
     cc.d = sc_conv_desc_make(n, h, w, c, k, r, s, stride, pad);
     const sc_conv_desc *d = &cc.d;
-    size_t nx = (size_t)n * h * w * c, nw = (size_t)k * r * s * c, ny = (size_t)n * d->oh * d->ow * k;
-    uint64_t seed = (uint64_t)(n * 1000003 + h * 10007 + w * 1009 + c * 101 + k * 11 + r * 7 + stride * 3 + pad);
+    size_t nx = (size_t)n * h * w * c, nw = (size_t)k * r * s * c,
+           ny = (size_t)n * d->oh * d->ow * k;
+    uint64_t seed = (uint64_t)(n * 1000003 + h * 10007 + w * 1009 + c * 101 + k * 11 + r * 7 +
+                               stride * 3 + pad);
     cc.x = buf_randn(nx, seed, 0.0, 1.0);
     cc.w = buf_randn(nw, seed + 1, 0.0, 1.0 / sqrt((double)(r * s * c)));
     cc.r = buf_randn(ny, seed + 2, 0.0, 1.0);
@@ -54,7 +64,8 @@ static void conv_case(int n, int h, int w, int c, int k, int r, int s, int strid
     conv_loss(&cc);
     double *ref = buf_nan(ny);
     naive_conv_fwd(d, cc.x, cc.w, ref);
-    snprintf(what, sizeof what, "conv fwd n%d %dx%dx%d k%d %dx%d s%d p%d", n, h, w, c, k, r, s, stride, pad);
+    snprintf(what, sizeof what, "conv fwd n%d %dx%dx%d k%d %dx%d s%d p%d", n, h, w, c, k, r, s,
+             stride, pad);
     compare_rel(what, cc.y, ref, ny, FWD_RTOL);
 
     double *dx = buf_nan(nx), *dw = buf_nan(nw), *ndx = buf_nan(nx), *ndw = buf_nan(nw);
@@ -63,17 +74,19 @@ static void conv_case(int n, int h, int w, int c, int k, int r, int s, int strid
     sc_op_conv2d_bwd_data(g_be, d, &tr, &tw, &tdx, &cc.ws);
     sc_op_conv2d_bwd_filter(g_be, d, &tx, &tr, &tdw, &cc.ws);
     naive_conv_bwd(d, cc.x, cc.w, cc.r, ndx, ndw);
-    snprintf(what, sizeof what, "conv dx n%d %dx%dx%d k%d %dx%d s%d p%d", n, h, w, c, k, r, s, stride, pad);
+    snprintf(what, sizeof what, "conv dx n%d %dx%dx%d k%d %dx%d s%d p%d", n, h, w, c, k, r, s,
+             stride, pad);
     compare_rel(what, dx, ndx, nx, FWD_RTOL);
     if (fd) fd_check(what, cc.x, nx, dx, conv_loss, &cc, FD_RTOL);
-    snprintf(what, sizeof what, "conv dw n%d %dx%dx%d k%d %dx%d s%d p%d", n, h, w, c, k, r, s, stride, pad);
+    snprintf(what, sizeof what, "conv dw n%d %dx%dx%d k%d %dx%d s%d p%d", n, h, w, c, k, r, s,
+             stride, pad);
     compare_rel(what, dw, ndw, nw, FWD_RTOL);
     if (fd) fd_check(what, cc.w, nw, dw, conv_loss, &cc, FD_RTOL);
     bufs_release();
 }
 
 static void test_conv_gradients(void) {
-    /*        n  h  w  c  k  r  s  st pad */
+    /* n, h, w, c, k, r, s, stride, pad, finite differences */
     conv_case(1, 5, 7, 3, 4, 3, 3, 1, 1, 1);
     conv_case(3, 5, 7, 5, 8, 3, 3, 2, 1, 1);
     conv_case(3, 5, 7, 8, 5, 1, 1, 1, 0, 1); /* pointwise: no im2col */
@@ -147,7 +160,8 @@ static bn_ctx bn_make(int ndim, const int64_t *shape, int with_beta, uint64_t se
     int64_t c = shape[ndim - 1];
     /* per-channel offsets and scales, so the statistics differ by channel */
     double *x = buf_randn((size_t)numel, seed, 0.0, 1.0);
-    double *off = buf_randn((size_t)c, seed + 1, 0.0, 3.0), *sc = buf_randn((size_t)c, seed + 2, 1.0, 0.3);
+    double *off = buf_randn((size_t)c, seed + 1, 0.0, 3.0),
+           *sc = buf_randn((size_t)c, seed + 2, 1.0, 0.3);
     for (int64_t i = 0; i < numel; i++) x[i] = off[i % c] + fabs(sc[i % c]) * x[i];
     b.x = sc_tensor_make(x, SC_F64, ndim, shape);
     b.y = sc_tensor_make(buf_nan((size_t)numel), SC_F64, ndim, shape);
@@ -172,7 +186,8 @@ static void bn_train_case(int ndim, const int64_t *shape, int with_beta) {
 
     /* forward against the definition */
     bn_train_loss(&b);
-    double *want_y = buf_nan((size_t)(m * c)), *want_mean = buf_nan((size_t)c), *want_invstd = buf_nan((size_t)c);
+    double *want_y = buf_nan((size_t)(m * c)), *want_mean = buf_nan((size_t)c),
+           *want_invstd = buf_nan((size_t)c);
     double *want_rm = buf_nan((size_t)c), *want_rv = buf_nan((size_t)c);
     for (int64_t ch = 0; ch < c; ch++) {
         double s = 0, ss = 0;
@@ -184,7 +199,8 @@ static void bn_train_case(int ndim, const int64_t *shape, int with_beta) {
         want_rm[ch] = 0.9 * rm0[ch] + 0.1 * mean;
         want_rv[ch] = 0.9 * rv0[ch] + 0.1 * ss / (double)(m - 1); /* unbiased */
         for (int64_t i = 0; i < m; i++)
-            want_y[i * c + ch] = (x[i * c + ch] - mean) * want_invstd[ch] * gamma[ch] + (with_beta ? beta[ch] : 0.0);
+            want_y[i * c + ch] =
+                (x[i * c + ch] - mean) * want_invstd[ch] * gamma[ch] + (with_beta ? beta[ch] : 0.0);
     }
     compare_rel("bn train y", b.y.data, want_y, (size_t)(m * c), FWD_RTOL);
     compare_rel("bn train save_mean", b.mean.data, want_mean, (size_t)c, FWD_RTOL);
@@ -194,11 +210,14 @@ static void bn_train_case(int ndim, const int64_t *shape, int with_beta) {
 
     /* backward against finite differences */
     sc_tensor dx = sc_tensor_make(buf_nan((size_t)(m * c)), SC_F64, ndim, shape);
-    sc_tensor dgamma = sc_tensor_1d(buf_nan((size_t)c), SC_F64, c), dbeta = sc_tensor_1d(buf_nan((size_t)c), SC_F64, c);
-    sc_op_bn_bwd(g_be, &b.x, &b.r, &b.gamma, &b.mean, &b.invstd, &dx, &dgamma, with_beta ? &dbeta : NULL);
+    sc_tensor dgamma = sc_tensor_1d(buf_nan((size_t)c), SC_F64, c),
+              dbeta = sc_tensor_1d(buf_nan((size_t)c), SC_F64, c);
+    sc_op_bn_bwd(g_be, &b.x, &b.r, &b.gamma, &b.mean, &b.invstd, &dx, &dgamma,
+                 with_beta ? &dbeta : NULL);
     fd_check("bn train dx", b.x.data, (size_t)(m * c), dx.data, bn_train_loss, &b, FD_RTOL);
     fd_check("bn train dgamma", b.gamma.data, (size_t)c, dgamma.data, bn_train_loss, &b, FD_RTOL);
-    if (with_beta) fd_check("bn train dbeta", b.beta.data, (size_t)c, dbeta.data, bn_train_loss, &b, FD_RTOL);
+    if (with_beta)
+        fd_check("bn train dbeta", b.beta.data, (size_t)c, dbeta.data, bn_train_loss, &b, FD_RTOL);
     bufs_release();
 }
 
@@ -216,7 +235,8 @@ static void test_bn_eval(void) {
     for (int with_beta = 0; with_beta < 2; with_beta++) {
         bn_ctx b = bn_make(4, shape, with_beta, 200 + (uint64_t)with_beta);
         const int64_t c = 4, m = 18;
-        const double *x = b.x.data, *g = b.gamma.data, *be = b.beta.data, *rm = b.rmean.data, *rv = b.rvar.data;
+        const double *x = b.x.data, *g = b.gamma.data, *be = b.beta.data, *rm = b.rmean.data,
+                     *rv = b.rvar.data;
         const double *r = b.r.data;
         bn_eval_loss(&b);
         double *want = buf_nan((size_t)(m * c)), *dx = buf_nan((size_t)(m * c));
@@ -225,7 +245,8 @@ static void test_bn_eval(void) {
             double inv = 1.0 / sqrt(rv[ch] + 1e-5);
             dg[ch] = db[ch] = 0.0;
             for (int64_t i = 0; i < m; i++) {
-                want[i * c + ch] = (x[i * c + ch] - rm[ch]) * inv * g[ch] + (with_beta ? be[ch] : 0.0);
+                want[i * c + ch] =
+                    (x[i * c + ch] - rm[ch]) * inv * g[ch] + (with_beta ? be[ch] : 0.0);
                 dx[i * c + ch] = r[i * c + ch] * g[ch] * inv;
                 dg[ch] += r[i * c + ch] * (x[i * c + ch] - rm[ch]) * inv;
                 db[ch] += r[i * c + ch];
@@ -234,7 +255,8 @@ static void test_bn_eval(void) {
         compare_rel("bn eval y", b.y.data, want, (size_t)(m * c), FWD_RTOL);
         fd_check("bn eval dx", b.x.data, (size_t)(m * c), dx, bn_eval_loss, &b, FD_RTOL);
         fd_check("bn eval dgamma", b.gamma.data, (size_t)c, dg, bn_eval_loss, &b, FD_RTOL);
-        if (with_beta) fd_check("bn eval dbeta", b.beta.data, (size_t)c, db, bn_eval_loss, &b, FD_RTOL);
+        if (with_beta)
+            fd_check("bn eval dbeta", b.beta.data, (size_t)c, db, bn_eval_loss, &b, FD_RTOL);
         bufs_release();
     }
 }
@@ -262,7 +284,8 @@ static double unary_loss(void *p) {
 static void test_relu(void) {
     const size_t n = 3 * 4 * 5 * 2;
     double *x = buf_randn(n, 300, 0.0, 1.0);
-    for (size_t i = 0; i < n; i++) x[i] = x[i] < 0 ? x[i] - 0.1 : x[i] + 0.1; /* away from the kink */
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] < 0 ? x[i] - 0.1 : x[i] + 0.1; /* away from the kink */
     unary_ctx u = {.op = 0};
     u.x = sc_tensor_4d(x, SC_F64, 3, 4, 5, 2);
     u.y = sc_tensor_4d(buf_nan(n), SC_F64, 3, 4, 5, 2);
@@ -309,7 +332,8 @@ static void test_add(void) {
 }
 
 /* First maximum of each window in row-major order; padding never wins. */
-static void naive_maxpool(const sc_pool_desc *d, const double *x, const double *dy, double *y, double *dx) {
+static void naive_maxpool(const sc_pool_desc *d, const double *x, const double *dy, double *y,
+                          double *dx) {
     memset(dx, 0, sizeof(double) * (size_t)d->n * d->h * d->w * d->c);
     for (int n = 0; n < d->n; n++)
         for (int oy = 0; oy < d->oh; oy++)
@@ -388,9 +412,12 @@ static void test_maxpool_ties(void) {
     size_t nx = 2 * 9 * 7 * 3, ny = (size_t)2 * d2.oh * d2.ow * 3;
     double *xq = buf_randn(nx, 330, 0.0, 1.0), *g = buf_randn(ny, 331, 0.0, 1.0);
     for (size_t i = 0; i < nx; i++) xq[i] = round(xq[i]) - 3.0; /* negative: padding must not win */
-    double *got_y = buf_nan(ny), *got_dx = buf_nan(nx), *want_y = buf_nan(ny), *want_dx = buf_nan(nx);
-    sc_tensor qx = sc_tensor_4d(xq, SC_F64, 2, 9, 7, 3), qg = sc_tensor_4d(g, SC_F64, 2, d2.oh, d2.ow, 3);
-    sc_tensor qy = sc_tensor_4d(got_y, SC_F64, 2, d2.oh, d2.ow, 3), qdx = sc_tensor_4d(got_dx, SC_F64, 2, 9, 7, 3);
+    double *got_y = buf_nan(ny), *got_dx = buf_nan(nx), *want_y = buf_nan(ny),
+           *want_dx = buf_nan(nx);
+    sc_tensor qx = sc_tensor_4d(xq, SC_F64, 2, 9, 7, 3),
+              qg = sc_tensor_4d(g, SC_F64, 2, d2.oh, d2.ow, 3);
+    sc_tensor qy = sc_tensor_4d(got_y, SC_F64, 2, d2.oh, d2.ow, 3),
+              qdx = sc_tensor_4d(got_dx, SC_F64, 2, 9, 7, 3);
     sc_op_maxpool_fwd(g_be, &d2, &qx, &qy);
     sc_op_maxpool_bwd(g_be, &d2, &qx, &qg, &qdx);
     naive_maxpool(&d2, xq, g, want_y, want_dx);
@@ -400,8 +427,10 @@ static void test_maxpool_ties(void) {
     /* a NaN propagates, and its position takes the gradient */
     sc_pool_desc d3 = sc_pool_desc_make(1, 2, 2, 1, 2, 2, 0);
     double x3[4] = {1.0, NAN, 5.0, NAN}, y3[1], dy3[1] = {2.0}, dx3[4];
-    sc_tensor t3x = sc_tensor_4d(x3, SC_F64, 1, 2, 2, 1), t3y = sc_tensor_4d(y3, SC_F64, 1, 1, 1, 1);
-    sc_tensor t3dy = sc_tensor_4d(dy3, SC_F64, 1, 1, 1, 1), t3dx = sc_tensor_4d(dx3, SC_F64, 1, 2, 2, 1);
+    sc_tensor t3x = sc_tensor_4d(x3, SC_F64, 1, 2, 2, 1),
+              t3y = sc_tensor_4d(y3, SC_F64, 1, 1, 1, 1);
+    sc_tensor t3dy = sc_tensor_4d(dy3, SC_F64, 1, 1, 1, 1),
+              t3dx = sc_tensor_4d(dx3, SC_F64, 1, 2, 2, 1);
     sc_op_maxpool_fwd(g_be, &d3, &t3x, &t3y);
     sc_op_maxpool_bwd(g_be, &d3, &t3x, &t3dy, &t3dx);
     CHECK(isnan(y3[0]));

@@ -25,7 +25,9 @@ static void *input(sc_dtype dt, size_t n, uint64_t seed, double mean, double sd)
     return dt == SC_F64 ? (void *)v : (void *)buf_to_f32(v, n);
 }
 
-static void *output(sc_dtype dt, size_t n) { return dt == SC_F64 ? (void *)buf_nan(n) : (void *)buf_nan_f32(n); }
+static void *output(sc_dtype dt, size_t n) {
+    return dt == SC_F64 ? (void *)buf_nan(n) : (void *)buf_nan_f32(n);
+}
 
 static void record(outs *o, const char *name, const void *p, size_t n, sc_dtype dt) {
     int i = o->count++;
@@ -48,7 +50,8 @@ static void run_conv(sc_backend *be, sc_dtype dt, const int *a, outs *o) {
     size_t nx = (size_t)d.n * d.h * d.w * d.c, nw = (size_t)d.k * d.r * d.s * d.c;
     size_t ny = (size_t)d.n * d.oh * d.ow * d.k;
     sc_tensor x = sc_tensor_4d(input(dt, nx, 1, 0.0, 1.0), dt, d.n, d.h, d.w, d.c);
-    sc_tensor w = sc_tensor_4d(input(dt, nw, 2, 0.0, 1.0 / sqrt((double)(d.r * d.s * d.c))), dt, d.k, d.r, d.s, d.c);
+    sc_tensor w = sc_tensor_4d(input(dt, nw, 2, 0.0, 1.0 / sqrt((double)(d.r * d.s * d.c))), dt,
+                               d.k, d.r, d.s, d.c);
     sc_tensor dy = sc_tensor_4d(input(dt, ny, 3, 0.0, 1.0), dt, d.n, d.oh, d.ow, d.k);
     sc_tensor y = sc_tensor_4d(output(dt, ny), dt, d.n, d.oh, d.ow, d.k);
     sc_tensor dx = sc_tensor_4d(output(dt, nx), dt, d.n, d.h, d.w, d.c);
@@ -74,9 +77,11 @@ static void run_bn(sc_backend *be, sc_dtype dt, const int *a, outs *o) {
     sc_tensor rm = sc_tensor_1d(input(dt, (size_t)c, 14, 0.0, 0.1), dt, c);
     sc_tensor rv = sc_tensor_1d(input(dt, (size_t)c, 15, 1.0, 0.1), dt, c);
     sc_tensor y = sc_tensor_2d(output(dt, n), dt, m, c), ye = sc_tensor_2d(output(dt, n), dt, m, c);
-    sc_tensor mean = sc_tensor_1d(output(dt, (size_t)c), dt, c), invstd = sc_tensor_1d(output(dt, (size_t)c), dt, c);
+    sc_tensor mean = sc_tensor_1d(output(dt, (size_t)c), dt, c),
+              invstd = sc_tensor_1d(output(dt, (size_t)c), dt, c);
     sc_tensor dx = sc_tensor_2d(output(dt, n), dt, m, c);
-    sc_tensor dg = sc_tensor_1d(output(dt, (size_t)c), dt, c), db = sc_tensor_1d(output(dt, (size_t)c), dt, c);
+    sc_tensor dg = sc_tensor_1d(output(dt, (size_t)c), dt, c),
+              db = sc_tensor_1d(output(dt, (size_t)c), dt, c);
     const sc_tensor *b = a[2] ? &beta : NULL;
     sc_op_bn_fwd_train(be, &x, &gamma, b, &y, &mean, &invstd, &rm, &rv, 0.1, 1e-5);
     sc_op_bn_bwd(be, &x, &dy, &gamma, &mean, &invstd, &dx, &dg, a[2] ? &db : NULL);
@@ -119,7 +124,8 @@ static void run_pool(sc_backend *be, sc_dtype dt, const int *a, outs *o) {
     /* distinct values 0.01 apart, so F32 rounding cannot create ties or reorder them */
     double *xv = buf_nan(nx);
     for (size_t i = 0; i < nx; i++) xv[i] = 0.01 * (double)((i * 7919) % nx) - 0.005 * (double)nx;
-    sc_tensor x = sc_tensor_4d(dt == SC_F64 ? (void *)xv : (void *)buf_to_f32(xv, nx), dt, d.n, d.h, d.w, d.c);
+    sc_tensor x = sc_tensor_4d(dt == SC_F64 ? (void *)xv : (void *)buf_to_f32(xv, nx), dt, d.n, d.h,
+                               d.w, d.c);
     sc_tensor dy = sc_tensor_4d(input(dt, ny, 30, 0.0, 1.0), dt, d.n, d.oh, d.ow, d.c);
     sc_tensor da = sc_tensor_2d(input(dt, na, 31, 0.0, 1.0), dt, d.n, d.c);
     sc_tensor y = sc_tensor_4d(output(dt, ny), dt, d.n, d.oh, d.ow, d.c);
@@ -143,9 +149,12 @@ static void run_rowwise(sc_backend *be, sc_dtype dt, const int *a, outs *o) {
     sc_tensor x = sc_tensor_2d(input(dt, n, 40, 0.0, 1.0), dt, m, dim);
     sc_tensor b = sc_tensor_2d(input(dt, n, 41, 0.0, 1.0), dt, m, dim);
     sc_tensor dy = sc_tensor_2d(input(dt, n, 42, 0.0, 1.0), dt, m, dim);
-    sc_tensor y = sc_tensor_2d(output(dt, n), dt, m, dim), dx = sc_tensor_2d(output(dt, n), dt, m, dim);
-    sc_tensor s = sc_tensor_2d(output(dt, n), dt, m, dim), z = sc_tensor_2d(output(dt, n), dt, m, dim);
-    sc_tensor dz = sc_tensor_2d(output(dt, n), dt, m, dim), norm = sc_tensor_1d(output(dt, (size_t)m), dt, m);
+    sc_tensor y = sc_tensor_2d(output(dt, n), dt, m, dim),
+              dx = sc_tensor_2d(output(dt, n), dt, m, dim);
+    sc_tensor s = sc_tensor_2d(output(dt, n), dt, m, dim),
+              z = sc_tensor_2d(output(dt, n), dt, m, dim);
+    sc_tensor dz = sc_tensor_2d(output(dt, n), dt, m, dim),
+              norm = sc_tensor_1d(output(dt, (size_t)m), dt, m);
     sc_op_relu_fwd(be, &x, &y);
     sc_op_relu_bwd(be, &y, &dy, &dx);
     sc_op_add(be, &x, &b, &s);
@@ -171,7 +180,7 @@ static const op_case cases[] = {
     {"conv r18/8 layer4 (2 chunks)", run_conv, {200, 4, 4, 64, 64, 3, 3, 1, 1}},
     {"conv pointwise large", run_conv, {40, 14, 14, 16, 32, 1, 1, 1, 0}},
     /* batch norm: m c with_beta */
-    {"bn 28x28x8", run_bn, {40 * 784, 8, 1}, },
+    {"bn 28x28x8", run_bn, {40 * 784, 8, 1}},
     {"bn 4x4x64 no beta", run_bn, {512 * 16, 64, 0}},
     {"bn head", run_bn, {512, 64, 1}},
     {"bn tiny", run_bn, {3, 5, 1}},
@@ -212,8 +221,8 @@ static void test_f32_thread_count_independent(void) {
         for (int t = 0; t < 3; t++) cases[i].run(g_be[t], SC_F32, cases[i].a, &o[t]);
         for (int t = 1; t < 3; t++)
             for (int j = 0; j < o[0].count; j++)
-                CHECKF(memcmp(o[0].raw[j], o[t].raw[j], o[0].bytes[j]) == 0, "%s: %s differs with %d threads",
-                       cases[i].what, o[0].name[j], t + 1);
+                CHECKF(memcmp(o[0].raw[j], o[t].raw[j], o[0].bytes[j]) == 0,
+                       "%s: %s differs with %d threads", cases[i].what, o[0].name[j], t + 1);
         bufs_release();
     }
 }

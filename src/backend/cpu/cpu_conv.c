@@ -30,17 +30,18 @@
 #define CONV_SUM_BLOCK 4096
 
 typedef struct conv_plan {
-    int pointwise;         /* 1x1, stride 1, pad 0: no im2col */
-    int64_t rsc;           /* filter taps: r * s * c */
-    int64_t rows_per_img;  /* output pixels per image: oh * ow */
+    int pointwise;        /* 1x1, stride 1, pad 0: no im2col */
+    int64_t rsc;          /* filter taps: r * s * c */
+    int64_t rows_per_img; /* output pixels per image: oh * ow */
     int64_t imgs_per_block;
-    int64_t blocks;        /* ceil(n / imgs_per_block) */
+    int64_t blocks; /* ceil(n / imgs_per_block) */
     int64_t blocks_per_chunk;
-    size_t col_elems;      /* per workspace slot: one block's column matrix (0 when pointwise) */
-    size_t part_elems;     /* per workspace slot: one block's partial dw, k * rsc */
+    size_t col_elems;  /* per workspace slot: one block's column matrix (0 when pointwise) */
+    size_t part_elems; /* per workspace slot: one block's partial dw, k * rsc */
 } conv_plan;
 
-static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : min64(v, hi); }
 
 static conv_plan conv_plan_make(const sc_conv_desc *d, size_t esize) {
     conv_plan p;
@@ -83,8 +84,8 @@ size_t sc_cpu_conv2d_workspace(sc_backend *be, const sc_conv_desc *d, sc_dtype d
     return conv_plan_workspace(&p, sc_dtype_size(dt));
 }
 
-void sc_cpu_conv2d_fwd(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *w,
-                       sc_tensor *y, sc_tensor *ws) {
+void sc_cpu_conv2d_fwd(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x,
+                       const sc_tensor *w, sc_tensor *y, sc_tensor *ws) {
     conv_plan p = conv_plan_make(d, sc_dtype_size(x->dtype));
     if (x->dtype == SC_F64)
         conv_fwd_f64(be->threads, d, &p, x->data, w->data, y->data, ws->data);

@@ -16,6 +16,8 @@
 /* Columns per stack accumulator of db. */
 #define LINEAR_BIAS_TILE 64
 
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
 #define T float
 #define TFN(name) name##_f32
 #define GEMM cblas_sgemm
@@ -47,7 +49,9 @@ void sc_cpu_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, c
     const int64_t m = x->shape[0], k = x->shape[1], n = w->shape[0];
     void *dx_data = dx ? dx->data : NULL, *db_data = db ? db->data : NULL;
     if (x->dtype == SC_F64)
-        linear_bwd_f64(be->threads, m, k, n, x->data, w->data, dy->data, dx_data, dw->data, db_data);
+        linear_bwd_f64(be->threads, m, k, n, x->data, w->data, dy->data, dx_data, dw->data,
+                       db_data);
     else
-        linear_bwd_f32(be->threads, m, k, n, x->data, w->data, dy->data, dx_data, dw->data, db_data);
+        linear_bwd_f32(be->threads, m, k, n, x->data, w->data, dy->data, dx_data, dw->data,
+                       db_data);
 }
