@@ -1,9 +1,15 @@
 /*
  * cpu_backend.c - the CPU reference backend: host memory and the op table.
  *
- * Memory is ordinary aligned host memory; upload/download are memcpy. The thread count
- * given at creation is applied to OpenBLAS and to OpenMP, which the ops use only for loops
- * whose iterations are independent, so results are identical for any number of threads.
+ * Memory is ordinary aligned host memory; upload/download are memcpy.
+ *
+ * Threads: the ops parallelise with OpenMP (`num_threads(be->threads)` on each loop) over
+ * blocks whose boundaries are constants, never derived from the thread count, and call
+ * OpenBLAS single-threaded inside each block. A block then computes the same bits whichever
+ * thread runs it, so results are identical for any number of threads. OpenBLAS's own thread
+ * pool is therefore switched off: it would fight the OpenMP threads for the cores (measured
+ * about 2x slower for the small-channel convolutions) and must not be entered from several
+ * OpenMP threads at once.
  */
 #include <cblas.h>
 #include <omp.h>
@@ -78,7 +84,7 @@ sc_status sc_cpu_backend_create(const sc_backend_options *opt, sc_backend **out)
     be->device = -1;
     be->threads = opt->threads > 0 ? opt->threads : (int)(cores > 0 ? cores : 1);
     be->deterministic = 1;
-    openblas_set_num_threads(be->threads);
+    openblas_set_num_threads(1);
     omp_set_num_threads(be->threads);
     *out = be;
     return SC_OK;
