@@ -76,6 +76,10 @@ static void gradient_check(const char *what, const sc_model_config *mc, int view
     for (int i = 0; i < t->count; i++) {
         const sc_param *p = &t->rows[i];
         if (p->flags & SC_PARAM_BN_STAT) continue;
+        /* errors are judged against the tensor's largest gradient, so an entry that is tiny
+         * compared with its neighbours is not held to a precision the loss cannot resolve */
+        double scale = 0.0;
+        for (int64_t j = 0; j < p->numel; j++) scale = fmax(scale, fabs(g[p->offset + j]));
         /* up to 6 elements of every tensor, spread over it */
         int64_t step = p->numel > 6 ? p->numel / 6 : 1;
         for (int64_t j = 0; j < p->numel; j += step) {
@@ -86,7 +90,7 @@ static void gradient_check(const char *what, const sc_model_config *mc, int view
             double down = net_loss(&n, 0);
             *v = keep;
             double num = (up - down) / (2 * h), ana = g[p->offset + j];
-            double err = fabs(num - ana) / fmax(1e-6, fabs(num) + fabs(ana));
+            double err = fabs(num - ana) / fmax(1e-9, scale);
             checked++;
             if (err > worst) {
                 worst = err;
@@ -94,11 +98,11 @@ static void gradient_check(const char *what, const sc_model_config *mc, int view
             }
             if (err > 1e-4) {
                 bad++;
-                if (bad <= 5) printf("  %s: %s[%lld]: analytic %.9g, numeric %.9g\n", what, p->name, (long long)j, ana, num);
+                if (bad <= 5) printf("  %s: %s[%lld]: analytic %.9g, numeric %.9g (scale %.3g)\n", what, p->name, (long long)j, ana, num, scale);
             }
         }
     }
-    printf("  %s: %d gradient entries checked, worst relative error %.2e (%s)\n", what, checked, worst, worst_name);
+    printf("  %s: %d gradient entries checked, worst error %.2e of the tensor scale (%s)\n", what, checked, worst, worst_name);
     CHECKF(bad == 0, "%s: %d of %d gradient entries disagree", what, bad, checked);
     net_free(&n);
 }
@@ -110,14 +114,14 @@ static void test_gradient_resnet18_cifar(void) {
 }
 
 static void test_gradient_resnet50_imagenet(void) {
-    sc_model_config mc = {.arch = SC_ARCH_RESNET50, .stem = SC_STEM_IMAGENET, .width = 1.0 / 64, .in_channels = 3,
+    sc_model_config mc = {.arch = SC_ARCH_RESNET50, .stem = SC_STEM_IMAGENET, .width = 1.0 / 32, .in_channels = 3,
                           .head_layers = 3, .head_hidden = 6, .head_out = 3, .head_bn_hidden = 1, .head_bn_last = 1,
                           .head_bias = 1};
-    gradient_check("resnet50/imagenet", &mc, 4, 9);
+    gradient_check("resnet50/imagenet", &mc, 4, 48); /* layer4 at 2x2: >= 16 values per BN channel */
 }
 
 static void test_gradient_head_variants(void) {
-    sc_model_config mc = {.arch = SC_ARCH_RESNET34, .stem = SC_STEM_CIFAR, .width = 1.0 / 64, .in_channels = 1,
+    sc_model_config mc = {.arch = SC_ARCH_RESNET34, .stem = SC_STEM_CIFAR, .width = 1.0 / 32, .in_channels = 1,
                           .head_layers = 2, .head_out = 5, .head_bn_hidden = 0, .head_bias = 1};
     gradient_check("resnet34/no-bn head", &mc, 4, 5);
     mc.head_layers = 1;

@@ -4,8 +4,10 @@
  * For each case, tools/torch_reference.py (Debian's python3-torch / torchvision) builds the
  * network from torchvision's own ResNet blocks and writes a fixture: initial weights, the
  * inputs of 3 steps, h, z, loss and every gradient of step 0, and every parameter after 3
- * LARS steps. This test loads the same weights into simclr's model and compares each of them
- * at fp32 tolerances. It also checks that the full-width ResNet-18/34/50 parameter tables
+ * LARS steps, all computed in float64. This test loads the same weights into simclr's model
+ * twice: in F64, which must agree to ~1e-10 of each tensor's scale (the same mathematics), and
+ * in F32, which must agree at fp32 tolerances. Shapes keep >= 16 values per BN channel so the
+ * comparison is well conditioned (tiny BN batches amplify rounding without bound). It also checks that the full-width ResNet-18/34/50 parameter tables
  * carry exactly torchvision's state_dict names and shapes (minus fc and num_batches_tracked).
  *
  * Skips (exit 77) when PyTorch cannot be imported.
@@ -40,50 +42,75 @@ static int run_tool(const char *args) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
 }
 
-static const float *fixture_tensor(const sc_safetensors *st, const char *name, int64_t numel) {
+/* A fixture tensor of n elements as doubles (F64 or F32 in the file); NULL when absent. */
+static double *fixture_tensor(const sc_safetensors *st, const char *name, int64_t n) {
     const sc_st_tensor *t = sc_safetensors_find(st, name);
-    if (!t) {
-        CHECKF(0, "fixture lacks '%s'", name);
-        return NULL;
-    }
-    CHECKF(t->dtype == SC_F32 && (int64_t)(t->end - t->begin) == numel * 4, "fixture tensor '%s' has %llu bytes, want %lld",
-           name, (unsigned long long)(t->end - t->begin), (long long)numel * 4);
-    return t->dtype == SC_F32 && (int64_t)(t->end - t->begin) == numel * 4 ? sc_safetensors_data(st, t) : NULL;
+    int ok = t && (t->dtype == SC_F64 || t->dtype == SC_F32) &&
+             (int64_t)(t->end - t->begin) == n * (int64_t)sc_dtype_size(t->dtype);
+    CHECKF(ok, "fixture lacks a %lld-element '%s'", (long long)n, name);
+    if (!ok) return NULL;
+    double *out = malloc((size_t)(n ? n : 1) * sizeof *out);
+    const void *src = sc_safetensors_data(st, t);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = t->dtype == SC_F64 ? ((const double *)src)[i] : ((const float *)src)[i];
+    return out;
 }
 
-/* Compare `got` (n floats) with a fixture tensor; prints the largest error. */
-static void compare(const sc_safetensors *st, const char *name, const float *got, int64_t n, double atol, double rtol) {
-    const float *want = fixture_tensor(st, name, n);
+/* Read element i of a model-dtype buffer as a double. */
+static double at(const void *buf, sc_dtype dt, int64_t i) {
+    return dt == SC_F64 ? ((const double *)buf)[i] : ((const float *)buf)[i];
+}
+
+/*
+ * Compare n model-dtype values with the float64 reference tensor `name`:
+ * |got - want| <= tol * (max|want| + |want|), i.e. relative to the tensor's scale, so
+ * near-zero entries of a large tensor are judged by the precision of its large entries.
+ * When `st32` (PyTorch's own float32 run) is given, the tolerance is at least 4x PyTorch's
+ * fp32 error on that tensor: single precision cannot be asked to beat what fp32 rounding
+ * does to the same computation in PyTorch.
+ */
+static void compare(const sc_safetensors *st, const sc_safetensors *st32, const char *name, const void *got,
+                    sc_dtype dt, int64_t n, double tol) {
+    double *want = fixture_tensor(st, name, n);
     if (!want) return;
-    double *g = malloc((size_t)n * sizeof *g), *w = malloc((size_t)n * sizeof *w);
-    double worst = 0.0, scale = 0.0;
+    double *g = malloc((size_t)(n ? n : 1) * sizeof *g), worst = 0.0, scale = 0.0, torch_err = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        g[i] = got[i];
-        w[i] = want[i];
-        worst = fmax(worst, fabs(g[i] - w[i]));
-        scale = fmax(scale, fabs(w[i]));
+        g[i] = at(got, dt, i);
+        worst = fmax(worst, fabs(g[i] - want[i]));
+        scale = fmax(scale, fabs(want[i]));
     }
-    char what[160];
-    snprintf(what, sizeof what, "%s (max |diff| %.2e, max |ref| %.2e)", name, worst, scale);
-    sc_test_compare(what, g, w, n, atol, rtol);
+    double *t32 = st32 ? fixture_tensor(st32, name, n) : NULL;
+    for (int64_t i = 0; t32 && i < n; i++) torch_err = fmax(torch_err, fabs(t32[i] - want[i]));
+    double rel = scale > 0 ? torch_err / scale : 0.0;
+    if (4 * rel > tol) tol = 4 * rel;
+    char what[240];
+    snprintf(what, sizeof what, "%s %s (max |diff| %.2e, PyTorch fp32 %.2e, max |ref| %.2e)", sc_dtype_name(dt), name,
+             worst, torch_err, scale);
+    sc_test_compare(what, g, want, n, tol * scale, tol);
+    free(t32);
     free(g);
-    free(w);
+    free(want);
 }
 
-/* Load the fixture's tensors named <prefix><row name> into a flat host buffer. */
-static int load_rows(const sc_safetensors *st, const sc_param_table *t, const char *prefix, float *flat, int trainable_only) {
+/* Copy fixture tensors <prefix><row name> into a model-dtype flat buffer. */
+static int load_rows(const sc_safetensors *st, const sc_param_table *t, void *flat, sc_dtype dt) {
     char name[300];
     int ok = 1;
     for (int i = 0; i < t->count; i++) {
         const sc_param *p = &t->rows[i];
-        if (trainable_only && (p->flags & SC_PARAM_BN_STAT)) continue;
-        snprintf(name, sizeof name, "%s%s", prefix, p->name);
-        const float *src = fixture_tensor(st, name, p->numel);
+        snprintf(name, sizeof name, "param.%s", p->name);
+        double *src = fixture_tensor(st, name, p->numel);
         if (!src) {
             ok = 0;
             continue;
         }
-        memcpy(flat + p->offset, src, (size_t)p->numel * sizeof(float));
+        for (int64_t j = 0; j < p->numel; j++) {
+            if (dt == SC_F64)
+                ((double *)flat)[p->offset + j] = src[j];
+            else
+                ((float *)flat)[p->offset + j] = (float)src[j];
+        }
+        free(src);
     }
     return ok;
 }
@@ -100,83 +127,110 @@ static void check_same_names(const sc_safetensors *st, const sc_param_table *t) 
     CHECKF(fixture_params == t->count, "PyTorch has %d tensors, simclr %d", fixture_params, t->count);
 }
 
-static void run_case(const parity_case *c, const char *extra_args) {
-    char path[512], args[1024];
-    snprintf(path, sizeof path, "%s/parity_%s.safetensors", SC_BINARY_DIR, c->name);
-    snprintf(args, sizeof args, "fixture %s --size %d --batch %d --tau %g %s", path, c->size, c->batch, c->tau, extra_args);
-    int rc = run_tool(args);
-    if (rc == 77) sc_test_skip("PyTorch (python3-torch) is not installed");
-    CHECKF(rc == 0, "torch_reference.py failed with status %d", rc);
-    if (rc != 0) return;
-    sc_safetensors st;
-    if (sc_safetensors_open(path, &st) != SC_OK) {
-        CHECKF(0, "%s", sc_last_error());
-        return;
-    }
+/* Tolerances relative to each tensor's scale: F64 must agree to rounding (same mathematics),
+ * F32 to single precision. Gradients and updated weights go through more operations. */
+typedef struct tolerances {
+    double forward, grad, after;
+} tolerances;
+
+static void run_model(const parity_case *c, const sc_safetensors *st, const sc_safetensors *st32, sc_dtype dt,
+                      const tolerances *tol) {
     sc_model *m;
-    CHECK(sc_model_create(&c->mc, be, SC_F32, &m) == SC_OK);
+    CHECK(sc_model_create(&c->mc, be, dt, &m) == SC_OK);
     int views = 2 * c->batch;
     CHECK(sc_model_plan(m, views, c->size, c->size) == SC_OK);
     const sc_param_table *t = sc_model_params(m);
-    check_same_names(&st, t);
+    if (dt == SC_F64) check_same_names(st, t);
     sc_tensor pb = sc_model_param_buffer(m), gb = sc_model_grad_buffer(m), sb = sc_model_state_buffer(m);
-    float *params = pb.data, *grads = gb.data;
-    if (!load_rows(&st, t, "param.", params, 0)) goto done;
-
     sc_loss loss;
-    CHECK(sc_loss_init(&loss, be, c->tau, views, sc_model_out_dim(m), SC_F32) == SC_OK);
+    CHECK(sc_loss_init(&loss, be, c->tau, views, sc_model_out_dim(m), dt) == SC_OK);
     int64_t in_numel = (int64_t)views * c->size * c->size * c->mc.in_channels;
-    float lr_value = 0;
-    sc_tensor lr = sc_tensor_1d(&lr_value, SC_F32, 1);
-    static const float lrs[3] = {0.5f, 0.4f, 0.3f};
+    void *xbuf = malloc((size_t)in_numel * sc_dtype_size(dt));
+    double lr_value = 0;
+    sc_tensor lr = sc_tensor_1d(&lr_value, SC_F64, 1);
+    static const double lrs[3] = {0.1, 0.08, 0.06}; /* must match --lrs below */
     sc_optim_hparams hp = {.kind = SC_OPTIM_LARS, .momentum = 0.9, .weight_decay = 1e-4, .trust_coef = 0.001};
-    for (int step = 0; step < 3; step++) {
+    int ok = load_rows(st, t, pb.data, dt);
+    for (int step = 0; ok && step < 3; step++) {
         char name[32];
         snprintf(name, sizeof name, "x.%d", step);
-        const float *xin = fixture_tensor(&st, name, in_numel);
+        double *xin = fixture_tensor(st, name, in_numel);
         if (!xin) break;
-        sc_tensor x = sc_tensor_4d((void *)xin, SC_F32, views, c->size, c->size, c->mc.in_channels);
+        for (int64_t i = 0; i < in_numel; i++) {
+            if (dt == SC_F64)
+                ((double *)xbuf)[i] = xin[i];
+            else
+                ((float *)xbuf)[i] = (float)xin[i];
+        }
+        free(xin);
+        sc_tensor x = sc_tensor_4d(xbuf, dt, views, c->size, c->size, c->mc.in_channels);
         sc_tensor h, z, dz;
         sc_model_forward(m, &x, 1, &h, &z);
         sc_loss_compute(&loss, &z, &dz);
-        double lv, av;
-        sc_loss_read(&loss, &lv, &av);
         snprintf(name, sizeof name, "loss.%d", step);
-        float lf = (float)lv;
-        compare(&st, name, &lf, 1, 1e-5, 1e-5);
+        compare(st, st32, name, loss.loss.data, dt, 1, step == 0 ? tol->forward : tol->after);
         if (step == 0) {
-            compare(&st, "h", h.data, sc_tensor_numel(&h), 1e-5, 1e-4);
-            compare(&st, "z", z.data, sc_tensor_numel(&z), 1e-5, 1e-4);
-            float af = (float)av;
-            compare(&st, "acc", &af, 1, 0, 0);
+            compare(st, st32, "h", h.data, dt, sc_tensor_numel(&h), tol->forward);
+            compare(st, st32, "z", z.data, dt, sc_tensor_numel(&z), tol->forward);
+            compare(st, st32, "acc", loss.acc.data, dt, 1, 0);
         }
         sc_model_backward(m, &dz);
-        if (step == 0) {
-            for (int i = 0; i < t->count; i++) {
-                const sc_param *p = &t->rows[i];
-                if (p->flags & SC_PARAM_BN_STAT) continue;
-                char gname[300];
-                snprintf(gname, sizeof gname, "grad.%s", p->name);
-                compare(&st, gname, grads + p->offset, p->numel, 2e-6, 2e-3);
-            }
+        for (int i = 0; step == 0 && i < t->count; i++) {
+            const sc_param *p = &t->rows[i];
+            if (p->flags & SC_PARAM_BN_STAT) continue;
+            char gname[300];
+            snprintf(gname, sizeof gname, "grad.%s", p->name);
+            compare(st, st32, gname, (char *)gb.data + p->offset * sc_dtype_size(dt), dt, p->numel, tol->grad);
         }
         lr_value = lrs[step];
         sc_op_optim_step(be, &hp, t, &pb, &gb, &sb, &lr);
     }
-    for (int i = 0; i < t->count; i++) {
+    for (int i = 0; ok && i < t->count; i++) {
         char name[300];
         snprintf(name, sizeof name, "after.%s", t->rows[i].name);
-        compare(&st, name, params + t->rows[i].offset, t->rows[i].numel, 2e-6, 1e-4);
+        compare(st, st32, name, (char *)pb.data + t->rows[i].offset * sc_dtype_size(dt), dt, t->rows[i].numel, tol->after);
     }
+    free(xbuf);
     sc_loss_free(&loss);
-done:
     sc_model_destroy(m);
+}
+
+/* Generate the float64 and float32 fixtures of a case; 0 on success. */
+static int generate(const parity_case *c, const char *extra_args, const char *dtype, char *path, size_t cap) {
+    char args[1400];
+    snprintf(path, cap, "%s/parity_%s_%s.safetensors", SC_BINARY_DIR, c->name, dtype);
+    snprintf(args, sizeof args, "fixture %s --dtype %s --lrs 0.1,0.08,0.06 --size %d --batch %d --tau %g %s", path, dtype,
+             c->size, c->batch, c->tau, extra_args);
+    int rc = run_tool(args);
+    if (rc == 77) sc_test_skip("PyTorch (python3-torch) is not installed");
+    CHECKF(rc == 0, "torch_reference.py failed with status %d", rc);
+    return rc;
+}
+
+static void run_case(const parity_case *c, const char *extra_args) {
+    char p64[512], p32[512];
+    if (generate(c, extra_args, "float64", p64, sizeof p64) || generate(c, extra_args, "float32", p32, sizeof p32)) return;
+    sc_safetensors st, st32;
+    if (sc_safetensors_open(p64, &st) != SC_OK) {
+        CHECKF(0, "%s", sc_last_error());
+        return;
+    }
+    if (sc_safetensors_open(p32, &st32) != SC_OK) {
+        CHECKF(0, "%s", sc_last_error());
+        sc_safetensors_close(&st);
+        return;
+    }
+    /* relative to each tensor's scale; 'after' covers 3 steps of training dynamics */
+    static const tolerances f64 = {1e-10, 1e-9, 1e-7}, f32 = {3e-5, 1e-3, 2e-3};
+    run_model(c, &st, NULL, SC_F64, &f64);
+    run_model(c, &st, &st32, SC_F32, &f32);
+    sc_safetensors_close(&st32);
     sc_safetensors_close(&st);
 }
 
 /* A small ResNet-18 (BasicBlocks, downsample shortcuts, CIFAR stem) with a 2-layer head. */
 static void test_resnet18_cifar_stem(void) {
-    parity_case c = {.name = "r18", .size = 8, .batch = 4, .tau = 0.5,
+    parity_case c = {.name = "r18", .size = 16, .batch = 4, .tau = 0.5,
                      .mc = {.arch = SC_ARCH_RESNET18, .stem = SC_STEM_CIFAR, .width = 0.0625, .in_channels = 3,
                             .head_layers = 2, .head_out = 8, .head_bn_hidden = 1, .head_bias = 1}};
     run_case(&c, "--arch resnet18 --stem cifar --width 0.0625 --in-channels 3 --head-layers 2 --head-out 8 "
@@ -186,22 +240,22 @@ static void test_resnet18_cifar_stem(void) {
 /* A small ResNet-50 (Bottlenecks, ImageNet stem with max pool, gray input) with a 3-layer
  * head ending in BN without beta, as SimCLR v2. */
 static void test_resnet50_imagenet_stem(void) {
-    parity_case c = {.name = "r50", .size = 16, .batch = 3, .tau = 0.2,
-                     .mc = {.arch = SC_ARCH_RESNET50, .stem = SC_STEM_IMAGENET, .width = 0.0625, .in_channels = 1,
+    parity_case c = {.name = "r50", .size = 64, .batch = 4, .tau = 0.2,
+                     .mc = {.arch = SC_ARCH_RESNET50, .stem = SC_STEM_IMAGENET, .width = 0.125, .in_channels = 1,
                             .head_layers = 3, .head_hidden = 12, .head_out = 6, .head_bn_hidden = 1,
                             .head_bn_last = 1, .head_bias = 1}};
-    run_case(&c, "--arch resnet50 --stem imagenet --width 0.0625 --in-channels 1 --head-layers 3 --head-hidden 12 "
+    run_case(&c, "--arch resnet50 --stem imagenet --width 0.125 --in-channels 1 --head-layers 3 --head-hidden 12 "
                  "--head-out 6 --bn-hidden 1 --bn-last 1 --bias 1");
 }
 
 /* A head without BN (biases everywhere) and a single-layer (linear) head. */
 static void test_heads_without_bn(void) {
-    parity_case c = {.name = "r18_nobn", .size = 6, .batch = 2, .tau = 0.1,
+    parity_case c = {.name = "r18_nobn", .size = 12, .batch = 3, .tau = 0.1,
                      .mc = {.arch = SC_ARCH_RESNET18, .stem = SC_STEM_CIFAR, .width = 0.03125, .in_channels = 2,
                             .head_layers = 3, .head_hidden = 5, .head_out = 4, .head_bn_hidden = 0, .head_bias = 1}};
     run_case(&c, "--arch resnet18 --stem cifar --width 0.03125 --in-channels 2 --head-layers 3 --head-hidden 5 "
                  "--head-out 4 --bn-hidden 0 --bn-last 0 --bias 1");
-    parity_case d = {.name = "r34_linear", .size = 5, .batch = 2, .tau = 1.0,
+    parity_case d = {.name = "r34_linear", .size = 12, .batch = 3, .tau = 1.0,
                      .mc = {.arch = SC_ARCH_RESNET34, .stem = SC_STEM_CIFAR, .width = 0.03125, .in_channels = 3,
                             .head_layers = 1, .head_out = 3, .head_bias = 1}};
     run_case(&d, "--arch resnet34 --stem cifar --width 0.03125 --in-channels 3 --head-layers 1 --head-out 3 "

@@ -19,6 +19,10 @@ g += wd * w and trust = eeta * ||w|| / ||g||; v = m * v + lr * trust * g; w -= v
 tensors take plain momentum SGD with the learning rate inside the momentum.
 
   tools/torch_reference.py fixture OUT.safetensors --arch resnet18 --stem cifar --width 0.0625 ...
+
+The reference is computed in float64 by default, so it is the exact answer (up to 1e-15)
+that both simclr's F64 model (tight tolerance: same mathematics) and its F32 model (fp32
+tolerance) are compared with.
   tools/torch_reference.py names resnet50 OUT.txt    # torchvision's state_dict names and shapes
 
 Exits 77 when PyTorch or torchvision cannot be imported (the test then reports a skip).
@@ -126,7 +130,7 @@ def ntxent(z, tau):
     loss = F.cross_entropy(logits, target)
     pos = logits[torch.arange(n2), target]
     others = logits.masked_fill(F.one_hot(target, n2).bool(), float("-inf"))
-    acc = (pos > others.max(dim=1).values).float().mean()
+    acc = (pos > others.max(dim=1).values).to(z.dtype).mean()
     return loss, acc
 
 
@@ -162,8 +166,9 @@ def lars_step(model, velocity, lr, momentum, wd, eeta, skip):
 
 
 def to_simclr_layout(name, t):
-    """OIHW conv filters -> KRSC; everything else unchanged."""
-    t = t.detach().float()
+    """OIHW conv filters -> KRSC; everything else unchanged. Always a copy: a snapshot must
+    not alias a parameter that later training steps update in place."""
+    t = t.detach().clone()
     if t.dim() == 4:
         t = t.permute(0, 2, 3, 1)
     return t.contiguous()
@@ -180,11 +185,13 @@ def state(model):
 
 
 def write_safetensors(path, tensors, meta):
-    """A minimal safetensors writer (F32 only): header JSON, padding, raw data."""
+    """A minimal safetensors writer (F32 and F64): header JSON, padding, raw data."""
     header, blobs, offset = {"__metadata__": meta}, [], 0
     for name, t in tensors.items():
-        data = t.detach().float().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        f64 = t.dtype == torch.float64
+        data = t.detach().contiguous().numpy().astype("<f8" if f64 else "<f4").tobytes()
+        header[name] = {"dtype": "F64" if f64 else "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     raw = json.dumps(header).encode()
@@ -199,7 +206,8 @@ def write_safetensors(path, tensors, meta):
 def fixture(a):
     torch.manual_seed(a.seed)
     torch.use_deterministic_algorithms(True)
-    model = SimCLR(a)
+    dtype = torch.float64 if a.dtype == "float64" else torch.float32
+    model = SimCLR(a).to(dtype)
     # Randomise BN affine parameters and statistics so every gradient path is non-trivial.
     with torch.no_grad():
         for mod in model.modules():
@@ -215,7 +223,7 @@ def fixture(a):
     velocity = {}
     lrs = [float(v) for v in a.lrs.split(",")]
     for step in range(a.steps):
-        x = torch.rand(2 * a.batch, a.in_channels, a.size, a.size)
+        x = torch.rand(2 * a.batch, a.in_channels, a.size, a.size, dtype=dtype)
         out[f"x.{step}"] = x.permute(0, 2, 3, 1).contiguous()
         model.zero_grad(set_to_none=True)
         h, z = model(x)
@@ -223,7 +231,7 @@ def fixture(a):
         loss.backward()
         out[f"loss.{step}"] = loss.detach().reshape(1)
         if step == 0:
-            out["h"], out["z"] = h.detach(), z.detach()
+            out["h"], out["z"] = h.detach().clone(), z.detach().clone()
             out["loss"], out["acc"] = loss.detach().reshape(1), acc.reshape(1)
             for name, p in model.named_parameters():
                 out[f"grad.{simclr_name(name)}"] = to_simclr_layout(name, p.grad)
@@ -267,6 +275,8 @@ def main():
     fx.add_argument("--eeta", type=float, default=0.001)
     fx.add_argument("--steps", type=int, default=3)
     fx.add_argument("--seed", type=int, default=0)
+    fx.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                    help="reference precision (float64: the exact answer fp32 code is judged against)")
     nm = sub.add_parser("names")
     nm.add_argument("arch", choices=sorted(ARCHS))
     nm.add_argument("out")
