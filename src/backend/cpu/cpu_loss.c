@@ -23,62 +23,21 @@
 
 #include "cpu_ops.h"
 
-#define DEFINE_NTXENT(T, GEMM, SUFFIX)                                                          \
-    static void ntxent_##SUFFIX(const T *restrict z, int64_t rows, int64_t dim, double tau,     \
-                                double *loss_out, double *acc_out, T *restrict dz) {            \
-        int64_t n = rows / 2;                                                                   \
-        /* logits[i, k] = z_i . z_k / tau: [2N, 2N] */                                          \
-        T *logits = malloc((size_t)(rows * rows) * sizeof(T));                                  \
-        SC_CHECK(logits != NULL, "ntxent: out of memory for %lld x %lld logits",                \
-                 (long long)rows, (long long)rows);                                             \
-        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)rows, (int)dim,           \
-             (T)(1.0 / tau), z, (int)dim, z, (int)dim, (T)0, logits, (int)rows);                \
-        double total = 0.0;                                                                     \
-        int64_t correct = 0;                                                                    \
-        for (int64_t i = 0; i < rows; i++) {                                                    \
-            T *row = logits + i * rows;                                                         \
-            int64_t pos = (i + n) % rows;                                                       \
-            double mx = -INFINITY;                                                              \
-            int first = 1;                                                                      \
-            for (int64_t k = 0; k < rows; k++) {                                                \
-                if (k == i) continue;                                                           \
-                if (row[k] > mx) mx = row[k];                                                   \
-                if (k != pos && row[k] >= row[pos]) first = 0;                                  \
-            }                                                                                   \
-            double sum = 0.0;                                                                   \
-            for (int64_t k = 0; k < rows; k++)                                                  \
-                if (k != i) sum += exp((double)row[k] - mx);                                    \
-            double lse = mx + log(sum);                                                         \
-            total += lse - (double)row[pos];                                                    \
-            correct += first;                                                                   \
-            if (dz) {                                                                           \
-                /* overwrite the row with G_ik = (p_ik - [k = pos]) / 2N */                     \
-                for (int64_t k = 0; k < rows; k++) {                                            \
-                    double g = k == i ? 0.0 : exp((double)row[k] - lse);                        \
-                    if (k == pos) g -= 1.0;                                                     \
-                    row[k] = (T)(g / (double)rows);                                             \
-                }                                                                               \
-            }                                                                                   \
-        }                                                                                       \
-        *loss_out = total / (double)rows;                                                       \
-        *acc_out = (double)correct / (double)rows;                                              \
-        if (dz) {                                                                               \
-            /* symmetrise in place: S = G + G^T, [2N, 2N] */                                    \
-            for (int64_t i = 0; i < rows; i++)                                                  \
-                for (int64_t k = i + 1; k < rows; k++) {                                        \
-                    T s = logits[i * rows + k] + logits[k * rows + i];                          \
-                    logits[i * rows + k] = s;                                                   \
-                    logits[k * rows + i] = s;                                                   \
-                }                                                                               \
-            /* dz = S z / tau: [2N, D] */                                                       \
-            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)dim, (int)rows,     \
-                 (T)(1.0 / tau), logits, (int)rows, z, (int)dim, (T)0, dz, (int)dim);           \
-        }                                                                                       \
-        free(logits);                                                                           \
-    }
+#define T float
+#define TFN(name) name##_f32
+#define TGEMM cblas_sgemm
+#include "cpu_loss.inc"
+#undef T
+#undef TFN
+#undef TGEMM
 
-DEFINE_NTXENT(float, cblas_sgemm, f32)
-DEFINE_NTXENT(double, cblas_dgemm, f64)
+#define T double
+#define TFN(name) name##_f64
+#define TGEMM cblas_dgemm
+#include "cpu_loss.inc"
+#undef T
+#undef TFN
+#undef TGEMM
 
 void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
                    sc_tensor *accuracy, sc_tensor *dz) {
