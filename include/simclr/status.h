@@ -55,8 +55,15 @@ void sc_error_clear(void);
 /* Context printed by the abort macros: set by the trainer as it runs. -1 means unknown. */
 void sc_abort_context_set(int rank, int device, long long step);
 
+/* C and C++ (CUDA sources) spell "does not return" differently. */
+#ifdef __cplusplus
+#define SC_NORETURN [[noreturn]]
+#else
+#define SC_NORETURN _Noreturn
+#endif
+
 /* Print the message with file:line and context, then abort(). */
-_Noreturn void sc_abort_impl(const char *file, int line, const char *what, const char *fmt, ...)
+SC_NORETURN void sc_abort_impl(const char *file, int line, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Always-on invariant checks. SC_CHECK takes a printf-style explanation. */
