@@ -194,6 +194,32 @@ static void test_plan_errors(void) {
     CHECK(sc_model_create(&mc, be, SC_F32, &m) == SC_ERR_ARG && strstr(sc_last_error(), "head"));
 }
 
+/* Forward multiply-adds counted at planning time equal an independent count over
+ * torchvision's modules (forward hooks; torchvision's fc replaced by our 1-layer head). */
+static void test_forward_macs(void) {
+    struct {
+        sc_arch arch;
+        sc_stem stem;
+        double width;
+        int ch, size, out;
+        double want;
+    } cases[] = {
+        {SC_ARCH_RESNET18, SC_STEM_IMAGENET, 1.0, 3, 224, 1000, 1814073344.0}, /* torchvision resnet18 */
+        {SC_ARCH_RESNET50, SC_STEM_IMAGENET, 1.0, 3, 224, 1000, 4089184256.0}, /* torchvision resnet50 */
+        {SC_ARCH_RESNET18, SC_STEM_CIFAR, 1.0, 3, 32, 1, 555417600.0 + 512},   /* CIFAR stem encoder */
+        {SC_ARCH_RESNET18, SC_STEM_CIFAR, 0.125, 1, 28, 1, 7171200.0 + 64},    /* the quickstart encoder */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sc_model_config mc = {.arch = cases[i].arch, .stem = cases[i].stem, .width = cases[i].width,
+                              .in_channels = cases[i].ch, .head_layers = 1, .head_out = cases[i].out, .head_bias = 1};
+        sc_model *m;
+        CHECK(sc_model_create(&mc, be, SC_F32, &m) == SC_OK);
+        CHECK(sc_model_plan(m, 1, cases[i].size, cases[i].size) == SC_OK);
+        CHECK_CLOSE(sc_model_forward_macs(m), cases[i].want, 0, 0);
+        sc_model_destroy(m);
+    }
+}
+
 int main(void) {
     sc_backend_options opt = {.threads = 2};
     if (sc_backend_create("cpu", &opt, &be) != SC_OK) sc_test_skip("no CPU backend");
@@ -203,6 +229,7 @@ int main(void) {
     SC_RUN(test_eval_batching);
     SC_RUN(test_f32_matches_f64);
     SC_RUN(test_plan_errors);
+    SC_RUN(test_forward_macs);
     sc_backend_destroy(be);
     return sc_test_summary();
 }

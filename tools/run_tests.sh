@@ -4,5 +4,5 @@
 # GPU report "Skipped" on a machine without one. Extra arguments go to ctest (e.g. -L cpu).
 set -eu
 cd "$(dirname "$0")/.."
-CMAKE_ARGS="-DSIMCLR_WERROR=ON ${CMAKE_ARGS:-}" tools/setup.sh
+WITH_TEST_DEPS=1 CMAKE_ARGS="-DSIMCLR_WERROR=ON ${CMAKE_ARGS:-}" tools/setup.sh
 exec ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" "$@"

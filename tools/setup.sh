@@ -3,7 +3,8 @@
 # package is missing) and build it into ./build. Safe to run again: it installs nothing that
 # is present and rebuilds only what changed.
 #
-#   tools/setup.sh            # Release build
+#   tools/setup.sh                      # Release build
+#   WITH_TEST_DEPS=1 tools/setup.sh     # also PyTorch/torchvision for the parity tests
 #   BUILD_DIR=build-asan CMAKE_ARGS=-DSIMCLR_SANITIZE=ON tools/setup.sh
 #
 # The CUDA backend is built when a CUDA toolkit is found (/usr/local/cuda); it is not
@@ -12,7 +13,10 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev
-dataset-fashion-mnist python3 python3-numpy python3-torch python3-torchvision"
+dataset-fashion-mnist"
+if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
+    PACKAGES="$PACKAGES python3 python3-numpy python3-torch python3-torchvision"
+fi
 
 missing=""
 for p in $PACKAGES; do

@@ -70,6 +70,9 @@ sc_tensor sc_model_grad_buffer(sc_model *m);
 sc_tensor sc_model_state_buffer(sc_model *m);
 /* Bytes of activation + workspace memory planned. */
 size_t sc_model_activation_bytes(const sc_model *m);
+/* Forward multiply-adds of one image through encoder and head at the planned size (a
+ * training step costs about 3x this, times 2 FLOPs per multiply-add). */
+double sc_model_forward_macs(const sc_model *m);
 
 /* Forward pass of a batch x [B, H, W, C] (B <= max_batch) in training mode (batch statistics,
  * running statistics updated, activations kept for backward) or evaluation mode (running

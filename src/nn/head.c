@@ -91,6 +91,12 @@ void sc_head_free(sc_head *h) {
 int sc_head_out_dim(const sc_head *h) { return h->out_dim; }
 int sc_head_max_dim(const sc_head *h) { return h->max_dim; }
 
+double sc_head_macs(const sc_head *h) {
+    double macs = 0;
+    for (int i = 0; i < h->count; i++) macs += (double)h->layers[i].in * h->layers[i].out;
+    return macs;
+}
+
 sc_status sc_head_plan(sc_head *hd, int n, sc_dtype dt, sc_arena *a) {
     for (int i = 0; i < hd->count; i++) {
         head_layer *l = &hd->layers[i];

@@ -15,6 +15,8 @@ void sc_head_free(sc_head *h);
 int sc_head_out_dim(const sc_head *h);
 /* Largest layer width (sizes the head's gradient buffers). */
 int sc_head_max_dim(const sc_head *h);
+/* Multiply-adds of one sample through the linear layers. */
+double sc_head_macs(const sc_head *h);
 sc_status sc_head_plan(sc_head *h, int n, sc_dtype dt, sc_arena *a);
 /* h [n, F] -> z [n, D] (a view of the head's buffer). h must stay valid until backward. */
 void sc_head_forward(sc_head *hd, const sc_nn_ctx *ctx, const sc_tensor *h, int train, sc_tensor *z);

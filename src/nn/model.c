@@ -27,6 +27,7 @@ struct sc_model {
     void *block;
     size_t block_bytes;
     int max_batch, plan_h, plan_w;
+    double macs; /* forward multiply-adds per image */
     sc_tensor ws;
     void *scratch[4];
     int forward_trained; /* the last forward was a training pass through the head */
@@ -100,7 +101,8 @@ void sc_model_init_params(sc_model *m, uint64_t seed) {
 static sc_status plan_into(sc_model *m, sc_arena *a, int n, int h, int w) {
     size_t ws_bytes = 0;
     int64_t max_act = 0;
-    SC_TRY(sc_resnet_plan(m->enc, m->be, n, h, w, m->dtype, a, &ws_bytes, &max_act));
+    SC_TRY(sc_resnet_plan(m->enc, m->be, n, h, w, m->dtype, a, &ws_bytes, &max_act, &m->macs));
+    m->macs += sc_head_macs(m->head);
     SC_TRY(sc_head_plan(m->head, n, m->dtype, a));
     int64_t head_elems = (int64_t)n * sc_head_max_dim(m->head);
     if (head_elems > max_act) max_act = head_elems;
@@ -138,6 +140,7 @@ sc_dtype sc_model_dtype(const sc_model *m) { return m->dtype; }
 int sc_model_feature_dim(const sc_model *m) { return sc_resnet_feature_dim(m->enc); }
 int sc_model_out_dim(const sc_model *m) { return sc_head_out_dim(m->head); }
 size_t sc_model_activation_bytes(const sc_model *m) { return m->block_bytes; }
+double sc_model_forward_macs(const sc_model *m) { return m->macs; }
 
 sc_tensor sc_model_param_buffer(sc_model *m) { return sc_tensor_1d(m->params, m->dtype, m->table.total); }
 sc_tensor sc_model_grad_buffer(sc_model *m) { return sc_tensor_1d(m->grads, m->dtype, m->table.total); }

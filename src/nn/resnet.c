@@ -159,10 +159,16 @@ static void track_ws(size_t *ws, size_t need) {
     if (need > *ws) *ws = need;
 }
 
+/* Multiply-adds of one image through conv layer l producing an oh x ow map. */
+static double conv_macs(const sc_conv_layer *l, int oh, int ow) {
+    return (double)oh * ow * l->k * l->r * l->s * l->c;
+}
+
 sc_status sc_resnet_plan(sc_resnet *r, sc_backend *be, int n, int h, int w, sc_dtype dt, sc_arena *a,
-                         size_t *ws_bytes, int64_t *max_act) {
+                         size_t *ws_bytes, int64_t *max_act, double *macs) {
     int oh, ow;
     sc_conv_layer_out(&r->stem_conv, h, w, &oh, &ow);
+    *macs = conv_macs(&r->stem_conv, oh, ow);
     if (oh < 1 || ow < 1)
         return sc_errorf(SC_ERR_ARG, "input %dx%d is too small for the %s stem", h, w,
                          r->has_pool ? "ImageNet" : "CIFAR");
@@ -184,6 +190,7 @@ sc_status sc_resnet_plan(sc_resnet *r, sc_backend *be, int n, int h, int w, sc_d
         for (int j = 0; j < b->nconv; j++) {
             track_ws(ws_bytes, sc_conv_layer_workspace(&b->conv[j], be, n, bh, bw, dt));
             sc_conv_layer_out(&b->conv[j], bh, bw, &oh, &ow);
+            *macs += conv_macs(&b->conv[j], oh, ow);
             SC_TRY(plan_act(a, dt, n, oh, ow, b->conv[j].k, &b->c[j], max_act));
             if (j < b->nconv - 1) SC_TRY(plan_act(a, dt, n, oh, ow, b->conv[j].k, &b->a[j], max_act));
             SC_TRY(sc_bn_layer_plan(&b->bn[j], a, dt));
@@ -193,6 +200,7 @@ sc_status sc_resnet_plan(sc_resnet *r, sc_backend *be, int n, int h, int w, sc_d
         SC_TRY(plan_act(a, dt, n, bh, bw, b->conv[b->nconv - 1].k, &b->out, max_act));
         if (b->has_down) {
             track_ws(ws_bytes, sc_conv_layer_workspace(&b->down, be, n, h, w, dt));
+            *macs += conv_macs(&b->down, bh, bw);
             SC_TRY(plan_act(a, dt, n, bh, bw, b->down.k, &b->cd, max_act));
             SC_TRY(plan_act(a, dt, n, bh, bw, b->down.k, &b->bd, max_act));
             SC_TRY(sc_bn_layer_plan(&b->down_bn, a, dt));

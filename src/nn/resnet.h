@@ -15,9 +15,10 @@ void sc_resnet_free(sc_resnet *r);
 int sc_resnet_feature_dim(const sc_resnet *r);
 
 /* Plan activations for inputs [n, h, w, in_channels] in arena `a`; report the largest conv
- * workspace and the largest activation (elements), which sizes the shared gradient buffers. */
+ * workspace and the largest activation (elements), which sizes the shared gradient buffers,
+ * and the forward multiply-adds of one image (convolutions only). */
 sc_status sc_resnet_plan(sc_resnet *r, sc_backend *be, int n, int h, int w, sc_dtype dt, sc_arena *a,
-                         size_t *ws_bytes, int64_t *max_act);
+                         size_t *ws_bytes, int64_t *max_act, double *macs);
 
 /* x [n, h, w, c] -> h [n, F] (a view of the encoder's buffer). x must stay valid until the
  * backward pass, which needs it for the stem's weight gradient. */
