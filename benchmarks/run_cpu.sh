@@ -16,5 +16,18 @@ run() { # arch stem width size channels batch
         /usr/bin/python3 tools/bench_torch.py --device cpu "$@" | tee -a "$OUT"
     done
 }
+# The roofline reference: a large dense SGEMM (OpenBLAS through numpy) on the same threads.
+OPENBLAS_NUM_THREADS=$THREADS /usr/bin/python3 - <<'PY' | tee -a "$OUT"
+import datetime, json, time, numpy as np
+n = 2048
+a = np.random.rand(n, n).astype(np.float32); b = np.random.rand(n, n).astype(np.float32)
+a @ b
+ts = []
+for _ in range(10):
+    t0 = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t0)
+ts.sort()
+print(json.dumps({"bench": "sgemm_peak", "impl": "numpy-openblas", "date": datetime.date.today().isoformat(),
+                  "device": "cpu", "n": n, "ms_median": round(1e3 * ts[5], 3), "gflops": round(2 * n**3 / ts[5] / 1e9, 1)}))
+PY
 run resnet18 cifar 0.125 28 1 256   # the quickstart: Fashion-MNIST, width 1/8
 run resnet18 cifar 0.25 32 3 128    # CIFAR-size RGB, width 1/4
