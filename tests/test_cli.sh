@@ -44,6 +44,23 @@ if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     expect 0 "pretrained encoder:" -- "$SIMCLR" eval linear "$TMP/runs/cli" --set eval.probe_train_samples=300 \
         --set eval.probe_test_samples=100
     expect 1 "no such run directory" -- "$SIMCLR" eval linear "$TMP/runs/none"
+
+    # Ctrl-C: stop at a step boundary, save a checkpoint, exit 130
+    "$SIMCLR" train --device cpu --set run.dir="$TMP/runs" --name sigint --set model.width=0.0625 \
+        --set train.batch_size=32 --set run.log_every=1 --set eval.linear_probe=false > "$TMP/sigint.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 300); do
+        [ -s "$TMP/runs/sigint/metrics.jsonl" ] && break
+        sleep 0.1
+    done
+    kill -INT "$pid"
+    wait "$pid"; rc=$?
+    if [ "$rc" -eq 130 ] && ls "$TMP"/runs/sigint/checkpoints/step_*.safetensors > /dev/null 2>&1 &&
+        grep -q "the state is saved in" "$TMP/sigint.log"; then
+        pass
+    else
+        fail "Ctrl-C: exit $rc, checkpoints: $(ls "$TMP/runs/sigint/checkpoints" 2>&1), log: $(tail -3 "$TMP/sigint.log")"
+    fi
 else
     echo "note: Fashion-MNIST not installed; the train/eval part is not run"
 fi

@@ -250,6 +250,15 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         }
     }
     sc_progress_finish(&prog);
+    if (rc == SC_OK && win_n > 0) { /* a partial logging window (stopped early) */
+        double elapsed = sc_now() - start;
+        sc_progress_values v = {.step = ts.step, .epoch = ts.epoch, .loss = win_loss / win_n, .accuracy = win_acc / win_n,
+                                .lr = t->opt.last_lr, .images_per_s = (double)ts.step * cfg->train.batch_size / elapsed,
+                                .wait_fraction = wait / elapsed};
+        write_metrics(t->metrics, &v, elapsed);
+        if (first_window) res->first_loss = v.loss;
+        res->final_loss = v.loss;
+    }
     res->steps = ts.step;
     res->seconds = sc_now() - start;
     res->images_per_second = res->seconds > 0 ? (double)ts.step * cfg->train.batch_size / res->seconds : 0.0;
