@@ -165,7 +165,7 @@ typedef struct sc_backend_options {
 } sc_backend_options;
 
 /* Create a backend from a device string: "cpu", "cuda", "cuda:<n>" or "auto" (the first
- * GPU when one is present, else the CPU). */
+ * GPU when one is present and this build can train on it, else the CPU). */
 sc_status sc_backend_create(const char *device, const sc_backend_options *opt, sc_backend **out);
 void sc_backend_destroy(sc_backend *be);
 

@@ -46,7 +46,7 @@ sc_status sc_backend_create(const char *device, const sc_backend_options *opt, s
     sc_backend_options defaults = {0};
     if (!opt) opt = &defaults;
     *out = NULL;
-    if (strcmp(device, "auto") == 0) device = sc_cuda_device_count() > 0 ? "cuda" : "cpu";
+    if (strcmp(device, "auto") == 0) device = sc_cuda_device_count() > 0 && sc_cuda_backend_ready() ? "cuda" : "cpu";
     if (strcmp(device, "cpu") == 0) return sc_cpu_backend_create(opt, out);
     if (strncmp(device, "cuda", 4) == 0) {
         int ordinal = 0;

@@ -16,6 +16,8 @@ void sc_cpu_backend_destroy(sc_backend *be);
 /* 1 when this binary was compiled with CUDA support. */
 int sc_cuda_compiled(void);
 int sc_cuda_count_devices(void);
+/* 1 when the CUDA backend can train (its op table is complete); `auto` uses it only then. */
+int sc_cuda_backend_ready(void);
 void sc_cuda_describe(char *buf, size_t cap);
 sc_status sc_cuda_backend_create(int ordinal, const sc_backend_options *opt, sc_backend **out);
 void sc_cuda_backend_destroy(sc_backend *be);

@@ -12,6 +12,8 @@ int sc_cuda_compiled(void) { return 0; }
 
 int sc_cuda_count_devices(void) { return 0; }
 
+int sc_cuda_backend_ready(void) { return 0; }
+
 void sc_cuda_describe(char *buf, size_t cap) {
     snprintf(buf, cap, "CUDA: not compiled in (this build found no CUDA toolkit)\n");
 }

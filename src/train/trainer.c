@@ -140,6 +140,8 @@ static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
     if (!(t->metrics = fopen(path, "w"))) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     SC_TRY(write_run_info(t->run_dir, cfg, t->be));
     SC_INFO("device %s (%s, %d CPU threads)", cfg->run.device, t->be->ops->name, t->be->threads);
+    if (t->be->kind == SC_DEVICE_CPU && strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0)
+        SC_WARN("a GPU is visible but this build has no CUDA training backend yet: training on the CPU");
 
     sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
     sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
