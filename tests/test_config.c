@@ -224,7 +224,7 @@ static void test_embedded_default(void) {
     CHECK(c.model.arch == SC_ARCH_RESNET18 && c.model.stem == SC_STEM_CIFAR && c.model.width == 0.125);
     CHECK(c.model.head.out_dim == 64 && c.data.workers == 2 && c.augment.crop_scale_min == 0.2);
     CHECK(c.augment.blur_p == 0.0 && c.loss.temperature == 0.2 && c.optim.lr == 1.0);
-    CHECK(c.optim.weight_decay == 1e-6 && c.train.epochs == 1.0 && c.train.warmup_epochs == 0.1);
+    CHECK(c.optim.weight_decay == 1e-6 && c.train.epochs == 3.0 && c.train.warmup_epochs == 0.1);
     CHECKF(sc_config_validate(&c) == SC_OK, "%s", sc_last_error());
 }
 
