@@ -40,7 +40,6 @@ typedef struct conv_plan {
     size_t part_elems; /* per workspace slot: one block's partial dw, k * rsc */
 } conv_plan;
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : min64(v, hi); }
 
 static conv_plan conv_plan_make(const sc_conv_desc *d, size_t esize) {

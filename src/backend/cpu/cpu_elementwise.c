@@ -19,7 +19,6 @@
 /* Channels per stack accumulator of average pooling. */
 #define AVG_CHANNEL_TILE 64
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Window of output (oy, ox) clipped to the image: rows [*y0, *y1), columns [*x0, *x1). */
 static void pool_window(const sc_pool_desc *d, int oy, int ox, int *y0, int *y1, int *x0, int *x1) {

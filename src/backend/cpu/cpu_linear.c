@@ -16,7 +16,6 @@
 /* Columns per stack accumulator of db. */
 #define LINEAR_BIAS_TILE 64
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 #define T float
 #define TFN(name) name##_f32

@@ -25,19 +25,19 @@
 
 #define T float
 #define TFN(name) name##_f32
-#define TGEMM cblas_sgemm
+#define GEMM cblas_sgemm
 #include "cpu_loss.inc"
 #undef T
 #undef TFN
-#undef TGEMM
+#undef GEMM
 
 #define T double
 #define TFN(name) name##_f64
-#define TGEMM cblas_dgemm
+#define GEMM cblas_dgemm
 #include "cpu_loss.inc"
 #undef T
 #undef TFN
-#undef TGEMM
+#undef GEMM
 
 void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
                    sc_tensor *accuracy, sc_tensor *dz) {

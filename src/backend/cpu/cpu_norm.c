@@ -25,7 +25,6 @@
 /* The norm floor of y = x / max(||x||, L2_EPS), as in torch.nn.functional.normalize. */
 #define L2_EPS 1e-12
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Scratch for per-block partial sums and per-channel coefficients (a few KiB to a few MiB);
  * failing to get it mid-step is not recoverable. */

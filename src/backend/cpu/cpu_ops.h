@@ -10,6 +10,9 @@
 
 #include "simclr/backend.h"
 
+/* The smaller of two sizes (block bounds in the ops). */
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
 /* cpu_conv.c */
 size_t sc_cpu_conv2d_workspace(sc_backend *be, const sc_conv_desc *d, sc_dtype dt);
 void sc_cpu_conv2d_fwd(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *w,
