@@ -12,7 +12,7 @@ mkdir -p "$(dirname "$OUT")"
 run() { # arch stem width size channels batch
     set -- --arch "$1" --stem "$2" --width "$3" --size "$4" --channels "$5" --batch "$6" --threads "$THREADS" --iters 20 --warmup 3
     for _ in $(seq "${ROUNDS:-2}"); do
-        build/benchmarks/bench_step --device cpu "$@" | tee -a "$OUT"
+        build/simclr bench step --device cpu "$@" | tee -a "$OUT"
         /usr/bin/python3 tools/bench_torch.py --device cpu "$@" | tee -a "$OUT"
     done
 }

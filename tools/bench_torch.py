@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""bench_torch.py - the PyTorch baseline of benchmarks/bench_step: the same SimCLR training step.
+"""bench_torch.py - the PyTorch baseline of `simclr bench step`: the same SimCLR training step.
 
 Same network (torchvision's ResNet blocks with simclr's width multiplier and stem, the same
 projection head), same batch of 2B synthetic views, NT-Xent loss and the official per-tensor
 LARS update, in eager mode with channels_last memory format and, where available
 (--compile, PyTorch >= 2), torch.compile. Times each step with a synchronisation and prints
-one JSON line in bench_step's format, so results/*.jsonl hold both side by side.
+one JSON line in the format of `simclr bench step`, so results/*.jsonl hold both side by side.
 
   tools/bench_torch.py --device cpu --threads 2 --arch resnet18 --stem cifar --width 0.125 --size 28 --channels 1 --batch 256
 """

@@ -68,6 +68,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return sc_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return sc_cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return sc_cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return sc_cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return SC_EXIT_OK;

@@ -1,6 +1,6 @@
 /*
- * bench_step.c - throughput of one SimCLR training step on synthetic data already on the
- * device: 2B views -> encoder -> head -> L2 norm -> NT-Xent -> backward -> LARS update.
+ * bench_step.c - `simclr bench step`: throughput of one SimCLR training step on synthetic data
+ * already on the device: 2B views -> encoder -> head -> L2 norm -> NT-Xent -> backward -> LARS update.
  *
  * It validates before it times: when the device is not the CPU, one step from the same
  * weights and inputs is also run on the CPU reference and the losses must agree. Then it
@@ -8,7 +8,7 @@
  * one JSON line: git revision, device, shape, median / p10 / p90 milliseconds, views per
  * second and the achieved training FLOP rate (3 x forward multiply-adds x 2 FLOPs).
  *
- *   bench_step --device cpu --arch resnet18 --stem cifar --width 0.125 --size 28 --channels 1 --batch 256
+ *   simclr bench step --device cpu --arch resnet18 --stem cifar --width 0.125 --size 28 --channels 1 --batch 256
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +24,7 @@
 #include "simclr/optim.h"
 #include "simclr/rng.h"
 #include "simclr/version.h"
+#include "cli.h"
 
 typedef struct args {
     const char *device, *arch, *stem;
@@ -45,6 +46,9 @@ static int cmp_double(const void *a, const void *b) {
 static int parse(int argc, char **argv, args *a) {
     *a = (args){.device = "cpu", .arch = "resnet18", .stem = "cifar", .width = 0.125, .tau = 0.2, .size = 28,
                 .channels = 1, .batch = 256, .head_layers = 2, .head_out = 64, .warmup = 3, .iters = 10};
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 0;
+    if (argc % 2 == 0) return 0; /* options come in pairs */
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--device")) a->device = v;
@@ -61,7 +65,7 @@ static int parse(int argc, char **argv, args *a) {
         else if (!strcmp(k, "--iters")) a->iters = atoi(v);
         else if (!strcmp(k, "--threads")) a->threads = atoi(v);
         else {
-            fprintf(stderr, "bench_step: unknown option %s\n", k);
+            fprintf(stderr, "simclr bench step: unknown option %s\n", k);
             return 0;
         }
     }
@@ -128,12 +132,13 @@ static void rig_free(rig *r) {
     sc_backend_destroy(r->be);
 }
 
-int main(int argc, char **argv) {
+int sc_bench_step(int argc, char **argv) {
     args a;
     if (!parse(argc, argv, &a)) {
-        fprintf(stderr, "usage: bench_step [--device cpu|cuda] [--arch resnet18|34|50] [--stem cifar|imagenet] "
+        int help = argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+        fprintf(help ? stdout : stderr, "usage: simclr bench step [--device cpu|cuda] [--arch resnet18|34|50] [--stem cifar|imagenet] "
                         "[--width W] [--size S] [--channels C] [--batch B] [--iters N] [--warmup N] [--threads T]\n");
-        return 2;
+        return help ? 0 : 2;
     }
     sc_log_set_level(SC_LOG_WARN);
     int views = 2 * a.batch;
@@ -144,7 +149,7 @@ int main(int argc, char **argv) {
 
     rig r = {0};
     if (!rig_make(&r, &a, a.device, x)) {
-        fprintf(stderr, "bench_step: %s\n", sc_last_error());
+        fprintf(stderr, "simclr bench step: %s\n", sc_last_error());
         return 1;
     }
     /* validate: the first step's loss against the CPU reference from the same state */
@@ -153,19 +158,19 @@ int main(int argc, char **argv) {
     if (r.be->kind != SC_DEVICE_CPU) {
         rig ref = {0};
         if (!rig_make(&ref, &a, "cpu", x)) {
-            fprintf(stderr, "bench_step: %s\n", sc_last_error());
+            fprintf(stderr, "simclr bench step: %s\n", sc_last_error());
             return 1;
         }
         double want = rig_step(&ref, 0);
         rig_free(&ref);
         if (!(fabs(loss0 - want) <= 1e-3 * fabs(want))) {
-            fprintf(stderr, "bench_step: validation failed: loss %.6f on %s, %.6f on the CPU\n", loss0, a.device, want);
+            fprintf(stderr, "simclr bench step: validation failed: loss %.6f on %s, %.6f on the CPU\n", loss0, a.device, want);
             return 1;
         }
         validated = "loss matches the CPU reference";
     }
     if (!isfinite(loss0)) {
-        fprintf(stderr, "bench_step: non-finite loss\n");
+        fprintf(stderr, "simclr bench step: non-finite loss\n");
         return 1;
     }
     for (int i = 0; i < a.warmup; i++) rig_step(&r, 1 + i);
