@@ -130,7 +130,7 @@ static void check_round_trip(const sc_config *cfg, const char *what) {
 static void test_schema_table(void) {
     int n;
     const sc_config_entry *s = sc_config_schema(&n);
-    CHECKF(n == 56, "%d rows; sc_config has 56 settings", n);
+    CHECKF(n == 59, "%d rows; sc_config has 59 settings", n);
     for (int i = 0; i < n; i++) {
         const sc_config_entry *e = &s[i];
         CHECKF(sc_config_find(e->key) == e, "%s: find", e->key);
@@ -308,7 +308,7 @@ static void test_load_errors(void) {
     /* Sections and leaves in each other's place. */
     expect_load_error("scalar_for_section", "run:\n  seed: 1\nmodel: resnet50\n", "3:8",
                       "model: is a section; expected a mapping of its keys (arch, stem, width, zero_init_residual, "
-                      "head), got 'resnet50'",
+                      "head, init_from), got 'resnet50'",
                       NULL);
     expect_load_error("list_for_section", "augment: [1, 2]\n", "1:10", "augment: is a section",
                       "got a sequence");
@@ -410,7 +410,7 @@ static void test_load_errors(void) {
     /* Document shape and YAML features a config does not use. */
     expect_load_error("root_scalar", "hello\n", "1:1",
                       "the top level must be a mapping of sections (run, model, data, augment, loss, optim, train, "
-                      "eval), got 'hello'",
+                      "checkpoint, eval), got 'hello'",
                       NULL);
     expect_load_error("root_list", "- 1\n- 2\n", "1:1", "the top level must be a mapping of sections",
                       "got a sequence");
@@ -474,7 +474,7 @@ static void test_set(void) {
     expect_set_error("model.widht=2", "--set model.widht=2: unknown key 'model.widht' (did you mean 'model.width'?)");
     expect_set_error("model=resnet18",
                      "--set model=resnet18: 'model' is a section; set one of its keys (arch, stem, width, "
-                     "zero_init_residual, head)");
+                     "zero_init_residual, head, init_from)");
     expect_set_error("model.width", "--set model.width: expected key=value, e.g. --set model.width=0.5");
     expect_set_error("train.batch_size=1", "--set train.batch_size=1: train.batch_size: 1 is out of range [2, 1048576]");
     expect_set_error("train.batch_size=64.5",

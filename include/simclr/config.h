@@ -57,6 +57,7 @@ typedef struct sc_config {
             int bn_last;         /* BN (without beta) after the output layer, as SimCLR v1/v2 */
             int bias;            /* bias on linear layers not followed by BN */
         } head;
+        char init_from[SC_CFG_STR]; /* "" or a torchvision-format safetensors file for the encoder */
     } model;
     struct {
         int dataset;             /* sc_dataset_kind */
@@ -98,6 +99,10 @@ typedef struct sc_config {
         double warmup_epochs;
         int checkpoint_every;     /* steps; 0 = only at the end */
     } train;
+    struct {
+        int keep_last;            /* newest step_<N> checkpoints kept (final is always kept) */
+        int64_t keep_every;       /* > 0: checkpoints at multiples of this step are never pruned */
+    } checkpoint;
     struct {
         int linear_probe;         /* probe the encoder (and its random init) after training */
         int batch_size;           /* feature extraction batch */
@@ -145,6 +150,8 @@ sc_status sc_config_validate(const sc_config *cfg);
 /* The resolved config as YAML (nested mappings, schema order). Caller frees. */
 char *sc_config_to_yaml(const sc_config *cfg);
 sc_status sc_config_write_file(const sc_config *cfg, const char *path);
+/* One field's value as YAML text (the spelling sc_config_to_yaml writes), into buf. */
+void sc_config_format_value(const sc_config *cfg, const sc_config_entry *e, char *buf, size_t cap);
 /* Spelling of an enum field's value, e.g. sc_config_enum_name("model.arch", 2) = "resnet50". */
 const char *sc_config_enum_name(const char *key, int value);
 /* Every key with type, default and help, for `simclr train --help`. */

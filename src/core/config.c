@@ -1010,6 +1010,13 @@ static void sb_value(strbuf *b, const sc_config *cfg, const sc_config_entry *e) 
     }
 }
 
+void sc_config_format_value(const sc_config *cfg, const sc_config_entry *e, char *buf, size_t cap) {
+    strbuf b = {0};
+    sb_value(&b, cfg, e);
+    snprintf(buf, cap, "%s", b.oom || !b.p ? "?" : b.p);
+    free(b.p);
+}
+
 char *sc_config_to_yaml(const sc_config *cfg) {
     int n;
     const sc_config_entry *s = sc_config_schema(&n);

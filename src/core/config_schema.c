@@ -84,6 +84,9 @@ static const sc_config_entry schema[] = {
     BOOL(model.head.bn_last, "false",
          "Batch norm without beta after the head's output layer, as in the official SimCLR code."),
     BOOL(model.head.bias, "true", "Bias on the head's linear layers that batch norm does not follow."),
+    STRING(model.init_from, "\"\"",
+           "A torchvision-format safetensors file (e.g. ImageNet weights or a simclr export) whose "
+           "tensors initialise the encoder of a new run; empty starts from random weights."),
 
     /* data */
     ENUM(data.dataset, dataset_choices, "fashion_mnist", "Dataset to pretrain on."),
@@ -158,6 +161,14 @@ static const sc_config_entry schema[] = {
           "Epochs of linear learning-rate warmup before the cosine decay (SimCLR: 10)."),
     INT(train.checkpoint_every, 0, 1e9, "0",
         "Steps between checkpoints; 0 writes one only at the end."),
+
+    /* checkpoint */
+    INT(checkpoint.keep_last, 1, 1000000, "3",
+        "Newest step checkpoints kept in the run's checkpoints/ directory; older ones are deleted "
+        "after each save (final.safetensors is always kept)."),
+    INT(checkpoint.keep_every, 0, 1e15, "0",
+        "Also keep forever every checkpoint whose step is a multiple of this; 0 keeps only the "
+        "newest checkpoint.keep_last."),
 
     /* eval */
     BOOL(eval.linear_probe, "true",
