@@ -1,16 +1,35 @@
 /*
  * cli_config.c - command-line options shared by the subcommands that take a config:
- * --config FILE, --set KEY=VALUE (repeatable), --device DEV, --name NAME, --print-config.
+ * --config FILE, --set KEY=VALUE (repeatable), --device DEV, --name NAME, --print-config,
+ * plus each command's own value-taking options; and the RUN_DIR|CHECKPOINT argument of the
+ * commands that read a checkpoint (eval, export, embed).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
 int sc_cli_parse(int argc, char **argv, sc_cli_opts *o, const char *usage_text) {
+    return sc_cli_parse_ex(argc, argv, o, usage_text, NULL);
+}
+
+int sc_cli_parse_ex(int argc, char **argv, sc_cli_opts *o, const char *usage_text, const char *const *extra) {
     memset(o, 0, sizeof *o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int own = -1;
+        for (int k = 0; extra && extra[k] && k < 8; k++)
+            if (!strcmp(a, extra[k])) own = k;
+        if (own >= 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "simclr: error: %s needs a value\n", a);
+                return SC_EXIT_USAGE;
+            }
+            o->extra[own] = argv[++i];
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             sc_config_print_help(stdout);
@@ -62,4 +81,21 @@ sc_status sc_cli_build_config(const sc_cli_opts *o, const char *base_yaml, const
     if (o->config_file) SC_TRY(sc_config_load_file(cfg, o->config_file));
     for (int i = 0; i < o->nsets; i++) SC_TRY(sc_config_set(cfg, o->sets[i]));
     return sc_config_validate(cfg);
+}
+
+sc_status sc_cli_resolve_checkpoint(const char *arg, char *out, size_t cap, sc_train_state *ts) {
+    struct stat sb;
+    if (stat(arg, &sb) != 0) return sc_errorf(SC_ERR_IO, "%s: no such run directory or checkpoint", arg);
+    if (S_ISDIR(sb.st_mode)) return sc_checkpoint_find_latest(arg, out, cap, NULL, ts);
+    if (strlen(arg) >= cap) return sc_errorf(SC_ERR_IO, "%s: path too long", arg);
+    snprintf(out, cap, "%s", arg);
+    return sc_checkpoint_verify(arg, ts);
+}
+
+sc_status sc_cli_checkpoint_config(const sc_cli_opts *o, const char *ckpt, sc_config *cfg) {
+    char *yaml = NULL;
+    SC_TRY(sc_checkpoint_read_config(ckpt, &yaml));
+    sc_status st = sc_cli_build_config(o, yaml, ckpt, cfg);
+    free(yaml);
+    return st;
 }

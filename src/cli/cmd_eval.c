@@ -3,11 +3,9 @@
  * stored in a checkpoint, load its weights, and run the linear probe beside the same encoder
  * at random initialisation.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "simclr/backend.h"
@@ -21,39 +19,11 @@ static const char eval_usage[] =
     "\n"
     "Linear probe: logistic regression on the frozen encoder features of the train split,\n"
     "scored on the test split, printed beside the same encoder at random initialisation.\n"
-    "RUN_DIR picks <RUN_DIR>/checkpoints/final.safetensors, else the newest step_*.safetensors.\n"
+    "RUN_DIR picks its newest valid checkpoint (final.safetensors once the run has finished).\n"
     "The config stored in the checkpoint is used; --set overrides keys such as\n"
     "eval.probe_train_samples, eval.probe_l2 or data.path.\n"
     "\n"
     "config keys:\n";
-
-/* The checkpoint a run directory's evaluation should use. */
-static sc_status resolve_checkpoint(const char *arg, char *out, size_t cap) {
-    struct stat sb;
-    if (stat(arg, &sb) != 0) return sc_errorf(SC_ERR_IO, "%s: no such run directory or checkpoint", arg);
-    if (!S_ISDIR(sb.st_mode)) {
-        snprintf(out, cap, "%s", arg);
-        return SC_OK;
-    }
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%s/checkpoints", arg);
-    snprintf(out, cap, "%s/final.safetensors", dir);
-    if (stat(out, &sb) == 0) return SC_OK;
-    DIR *d = opendir(dir);
-    if (!d) return sc_errorf(SC_ERR_IO, "%s: no checkpoints directory", arg);
-    char best[256] = "";
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (strncmp(e->d_name, "step_", 5) == 0 && n > 12 && strcmp(e->d_name + n - 12, ".safetensors") == 0 &&
-            strcmp(e->d_name, best) > 0 && n < sizeof best)
-            snprintf(best, sizeof best, "%s", e->d_name);
-    }
-    closedir(d);
-    if (!best[0]) return sc_errorf(SC_ERR_IO, "%s: no checkpoint found in %s", arg, dir);
-    snprintf(out, cap, "%s/%s", dir, best);
-    return SC_OK;
-}
 
 int sc_cmd_eval(int argc, char **argv) {
     sc_cli_opts opts;
@@ -64,12 +34,9 @@ int sc_cmd_eval(int argc, char **argv) {
         return SC_EXIT_USAGE;
     }
     char ckpt[1200];
-    char *yaml = NULL;
-    sc_status st = resolve_checkpoint(opts.pos[1], ckpt, sizeof ckpt);
-    if (st == SC_OK) st = sc_checkpoint_read_config(ckpt, &yaml);
+    sc_status st = sc_cli_resolve_checkpoint(opts.pos[1], ckpt, sizeof ckpt, NULL);
     sc_config cfg;
-    if (st == SC_OK) st = sc_cli_build_config(&opts, yaml, ckpt, &cfg);
-    free(yaml);
+    if (st == SC_OK) st = sc_cli_checkpoint_config(&opts, ckpt, &cfg);
     if (st != SC_OK) return sc_cli_fail(st);
 
     sc_backend *be = NULL;

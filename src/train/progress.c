@@ -30,8 +30,9 @@ const char *sc_format_duration(double seconds, char *buf, int cap) {
     return buf;
 }
 
-void sc_progress_init(sc_progress *p, int mode, int64_t total_steps, int log_every) {
+void sc_progress_init(sc_progress *p, int mode, int64_t first_step, int64_t total_steps, int log_every) {
     memset(p, 0, sizeof *p);
+    p->first_step = first_step;
     p->tty = mode == SC_PROGRESS_ALWAYS || (mode == SC_PROGRESS_AUTO && isatty(STDERR_FILENO));
     p->total = total_steps;
     p->log_every = log_every > 0 ? log_every : 1;
@@ -54,7 +55,8 @@ static void draw_bar(char *out, double frac) {
 void sc_progress_update(sc_progress *p, const sc_progress_values *v) {
     double now = sc_now(), elapsed = now - p->start;
     double frac = p->total > 0 ? (double)v->step / (double)p->total : 0.0;
-    double eta = v->step > 0 ? elapsed * (double)(p->total - v->step) / (double)v->step : -1.0;
+    int64_t done = v->step - p->first_step;
+    double eta = done > 0 ? elapsed * (double)(p->total - v->step) / (double)done : -1.0;
     char el[48], rem[48];
     sc_format_duration(elapsed, el, sizeof el);
     sc_format_duration(eta, rem, sizeof rem);

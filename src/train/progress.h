@@ -14,6 +14,7 @@ typedef struct sc_progress {
     int tty;
     int log_every;
     int64_t total;
+    int64_t first_step; /* step at sc_progress_init (a resumed run starts past 0): rates and ETA count from it */
     double start, last_draw;
 } sc_progress;
 
@@ -22,8 +23,9 @@ typedef struct sc_progress_values {
     double loss, accuracy, lr, images_per_s, wait_fraction;
 } sc_progress_values;
 
-/* mode: sc_progress_mode (auto: a line when stderr is a terminal). */
-void sc_progress_init(sc_progress *p, int mode, int64_t total_steps, int log_every);
+/* mode: sc_progress_mode (auto: a line when stderr is a terminal). first_step: the step the
+ * session starts at (0, or where a resumed run continues). */
+void sc_progress_init(sc_progress *p, int mode, int64_t first_step, int64_t total_steps, int log_every);
 void sc_progress_update(sc_progress *p, const sc_progress_values *v);
 /* Leave the terminal line in place and move to a new line. */
 void sc_progress_finish(sc_progress *p);

@@ -2,18 +2,27 @@
  * trainer.c - the SimCLR pretraining loop (see include/simclr/train.h).
  *
  * Resources are gathered in one `trainer` struct released by a single cleanup path, so every
- * failure (bad dataset, out of memory, a non-finite loss) returns a clear sc_status and
- * leaves the run directory with whatever checkpoints were already committed.
+ * failure (bad dataset, out of memory, a non-finite loss, a full disk) returns a clear
+ * sc_status and leaves the run directory with whatever checkpoints were already committed.
+ *
+ * Resume: the checkpoint holds the step, the sampler position (epoch, batch in epoch), the
+ * weights with BN statistics, the momentum and the open metrics window; every random stream
+ * is a pure function of (seed, epoch, sample, view), so restoring those continues the run bit
+ * for bit. The run directory is locked (flock on .lock) while a process trains in it, which
+ * makes removing the temporary files of a killed save at start-up safe.
  */
 #include "simclr/train.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,10 +30,12 @@
 #include "simclr/backend.h"
 #include "simclr/checkpoint.h"
 #include "simclr/data.h"
+#include "simclr/export.h"
 #include "simclr/log.h"
 #include "simclr/loss.h"
 #include "simclr/model.h"
 #include "simclr/optim.h"
+#include "simclr/safetensors.h"
 #include "simclr/version.h"
 
 
@@ -59,15 +70,122 @@ sc_status sc_run_dir_create(const char *dir, const char *name, char *out, size_t
     return sc_errorf(SC_ERR_IO, "%s/%s: no free run directory name", dir, name);
 }
 
-static sc_status write_run_info(const char *run_dir, const sc_config *cfg, sc_backend *be) {
+static sc_status write_run_info(const char *run_dir, const sc_config *cfg, sc_backend *be, const char *resumed_from) {
     char path[1100], devices[2048];
     snprintf(path, sizeof path, "%s/run_info.txt", run_dir);
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(path, resumed_from ? "a" : "w");
     if (!f) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     sc_backend_describe(devices, sizeof devices);
+    if (resumed_from) fprintf(f, "\n---- resumed from %s\n", resumed_from[0] ? resumed_from : "(no checkpoint: step 0)");
     fprintf(f, "simclr %s (git %s)\nrun: %s\ndevice: %s (%s, %d CPU threads)\nseed: %" PRId64 "\n%s", sc_version,
             sc_git_sha, run_dir, cfg->run.device, be->ops->name, be->threads, cfg->run.seed, devices);
     if (fclose(f) != 0) return sc_errorf(SC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    return SC_OK;
+}
+
+/* Hold an exclusive flock on <run_dir>/.lock for the life of the process (or until *fd is
+ * closed): two processes must never train in, or clean, one run directory. */
+static sc_status lock_run_dir(const char *run_dir, int *fd) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/.lock", run_dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        close(*fd);
+        *fd = -1;
+        if (err == EWOULDBLOCK)
+            return sc_errorf(SC_ERR_IO, "%s: another simclr process is training in this run directory", run_dir);
+        return sc_errorf(SC_ERR_IO, "%s: cannot lock: %s", path, strerror(err));
+    }
+    return SC_OK;
+}
+
+/* The step of a metrics record "{"step": N, ...}", or -1 for other lines (events). */
+static int64_t record_step(const char *line) {
+    static const char key[] = "{\"step\": ";
+    if (strncmp(line, key, sizeof key - 1) != 0) return -1;
+    return strtoll(line + sizeof key - 1, NULL, 10);
+}
+
+/* Cut metrics.jsonl back to what the checkpoint at `step` had seen: everything before the first
+ * record past it (or at it, when the checkpoint's metrics window was still open: that record
+ * was a partial one written at a stop), and no incomplete last line. Rewritten atomically. */
+static sc_status rewrite_metrics(const char *path, int64_t step, int keep_at_step) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT ? SC_OK : sc_errorf(SC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *text = NULL, *line = NULL;
+    size_t len = 0, cap = 0, lcap = 0;
+    ssize_t n;
+    int64_t dropped = -1; /* step of the first record dropped */
+    sc_status rc = SC_OK;
+    while ((n = getline(&line, &lcap, f)) > 0) {
+        if (line[n - 1] != '\n') break; /* killed mid-write */
+        int64_t s = record_step(line);
+        if (s > step || (s == step && !keep_at_step)) {
+            dropped = s;
+            break;
+        }
+        if (len + (size_t)n + 1 > cap) {
+            size_t ncap = cap ? 2 * cap : 65536;
+            while (ncap < len + (size_t)n + 1) ncap *= 2;
+            char *grown = realloc(text, ncap);
+            if (!grown) {
+                rc = sc_errorf(SC_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            text = grown;
+            cap = ncap;
+        }
+        memcpy(text + len, line, (size_t)n);
+        len += (size_t)n;
+    }
+    int err = ferror(f);
+    fclose(f);
+    free(line);
+    if (rc == SC_OK && err) rc = sc_errorf(SC_ERR_IO, "%s: read failed", path);
+    if (rc == SC_OK) {
+        const void *parts[1] = {text ? text : ""};
+        size_t sizes[1] = {len};
+        rc = sc_write_file_atomic(path, parts, sizes, 1);
+    }
+    if (rc == SC_OK && dropped >= 0)
+        SC_INFO("%s: dropped the records from step %lld on (the resumed run writes them again)", path, (long long)dropped);
+    free(text);
+    return rc;
+}
+
+sc_status sc_resume_locate(const sc_config *cfg, const char *resume, sc_resume_point *rp) {
+    memset(rp, 0, sizeof *rp);
+    struct stat sb;
+    int candidates = 0;
+    if (strcmp(resume, "auto") == 0) {
+        if (!cfg->run.name[0] || strchr(cfg->run.name, '/'))
+            return sc_errorf(SC_ERR_CONFIG, "run.name '%s' must be a non-empty name without '/'", cfg->run.name);
+        int n = snprintf(rp->run_dir, sizeof rp->run_dir, "%s/%s", cfg->run.dir, cfg->run.name);
+        if (n < 0 || (size_t)n >= sizeof rp->run_dir) return sc_errorf(SC_ERR_IO, "%s/%s: path too long", cfg->run.dir, cfg->run.name);
+        if (stat(rp->run_dir, &sb) != 0) return SC_OK; /* first start */
+        if (!S_ISDIR(sb.st_mode)) return sc_errorf(SC_ERR_IO, "%s: exists and is not a run directory", rp->run_dir);
+        sc_status rc = sc_checkpoint_find_latest(rp->run_dir, rp->checkpoint, sizeof rp->checkpoint, &candidates, NULL);
+        if (rc != SC_OK && candidates == 0) return SC_OK; /* no checkpoint yet */
+        return rc;
+    }
+    if (stat(resume, &sb) != 0) return sc_errorf(SC_ERR_IO, "--resume %s: no such run directory or checkpoint", resume);
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(rp->run_dir, sizeof rp->run_dir, "%s", resume);
+        return sc_checkpoint_find_latest(rp->run_dir, rp->checkpoint, sizeof rp->checkpoint, &candidates, NULL);
+    }
+    if (strlen(resume) >= sizeof rp->checkpoint) return sc_errorf(SC_ERR_IO, "%s: path too long", resume);
+    snprintf(rp->checkpoint, sizeof rp->checkpoint, "%s", resume);
+    SC_TRY(sc_checkpoint_verify(resume, NULL));
+    char parent[1100], grand[1100];
+    snprintf(parent, sizeof parent, "%s", resume);
+    char *dir = dirname(parent); /* <run>/checkpoints */
+    snprintf(grand, sizeof grand, "%s", dir);
+    if (strcmp(basename(grand), "checkpoints") == 0) {
+        snprintf(grand, sizeof grand, "%s", dir);
+        snprintf(rp->run_dir, sizeof rp->run_dir, "%s", dirname(grand));
+    }
     return SC_OK;
 }
 
@@ -84,7 +202,13 @@ typedef struct trainer {
     void *xdev; /* [2B, S, S, C] input views on the backend */
     FILE *log_file, *metrics;
     char run_dir[1024];
+    int lock_fd;
     int have_loss, have_opt;
+    int image_size;            /* side of the views */
+    sc_train_state start;      /* where this session starts (all zero for a new run) */
+    int64_t last_saved;        /* step of the newest checkpoint on disk, -1 when none */
+    int resumed_final;         /* continued from final.safetensors */
+    char resumed_path[1100];   /* the checkpoint continued from, "" for a new run */
 } trainer;
 
 static void trainer_release(trainer *t) {
@@ -100,6 +224,7 @@ static void trainer_release(trainer *t) {
         sc_log_attach_file(NULL);
         fclose(t->log_file);
     }
+    if (t->lock_fd >= 0) close(t->lock_fd);
 }
 
 static sc_status save_checkpoint(trainer *t, const sc_train_state *ts, const char *file, sc_train_result *res) {
@@ -108,7 +233,11 @@ static sc_status save_checkpoint(trainer *t, const sc_train_state *ts, const cha
     double t0 = sc_now();
     SC_TRY(sc_checkpoint_save(path, t->model, t->cfg, ts));
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", path);
-    SC_INFO("checkpoint %s (step %" PRId64 ", %.2f s)", path, ts->step, sc_now() - t0);
+    t->last_saved = ts->step;
+    snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
+    int pruned = sc_checkpoint_prune(path, t->cfg->checkpoint.keep_last, t->cfg->checkpoint.keep_every);
+    SC_INFO("checkpoint %s (step %" PRId64 ", %.2f s%s)", res->checkpoint, ts->step, sc_now() - t0,
+            pruned > 0 ? ", older ones pruned" : "");
     return SC_OK;
 }
 
@@ -119,31 +248,73 @@ static void write_metrics(FILE *f, const sc_progress_values *v, double elapsed) 
     fflush(f);
 }
 
-static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
+/* What the run directory needs before the model exists: lock, cleanup, log, config, metrics. */
+static sc_status open_run_dir(trainer *t, const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
     char path[1100];
+    if (rp && rp->run_dir[0]) {
+        SC_TRY(mkdir_p(rp->run_dir));
+        snprintf(t->run_dir, sizeof t->run_dir, "%s", rp->run_dir);
+    } else {
+        SC_TRY(sc_run_dir_create(cfg->run.dir, cfg->run.name, t->run_dir, sizeof t->run_dir));
+    }
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", t->run_dir);
+    SC_TRY(lock_run_dir(t->run_dir, &t->lock_fd));
+    snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
+    SC_TRY(mkdir_p(path));
+    int resuming = rp != NULL;
+    snprintf(path, sizeof path, "%s/log.txt", t->run_dir);
+    if (!(t->log_file = fopen(path, resuming ? "a" : "w"))) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    sc_log_attach_file(t->log_file);
+    SC_INFO("run directory %s", t->run_dir);
+    if (resuming) {
+        snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
+        sc_checkpoint_clean_temp(path);
+        sc_checkpoint_clean_temp(t->run_dir);
+        if (rp->checkpoint[0])
+            SC_INFO("resuming from %s: step %lld, epoch %lld, batch %lld of the epoch", rp->checkpoint,
+                    (long long)t->start.step, (long long)t->start.epoch, (long long)t->start.batch_in_epoch);
+        else
+            SC_INFO("no checkpoint in %s yet: starting at step 0", t->run_dir);
+    }
+    snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
+    SC_TRY(sc_config_write_file(cfg, path));
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
+    if (resuming) SC_TRY(rewrite_metrics(path, t->start.step, t->start.window_steps == 0));
+    if (!(t->metrics = fopen(path, resuming ? "a" : "w"))) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    return write_run_info(t->run_dir, cfg, t->be, resuming ? rp->checkpoint : NULL);
+}
+
+static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
     SC_TRY(sc_config_validate(cfg));
+    const char *ckpt = rp && rp->checkpoint[0] ? rp->checkpoint : NULL;
+    sc_config saved;
+    t->last_saved = -1;
+    if (ckpt) { /* refuse an incompatible config before anything is touched */
+        char *yaml = NULL;
+        SC_TRY(sc_checkpoint_read_config(ckpt, &yaml));
+        sc_config_defaults(&saved);
+        sc_status rc = sc_config_load_string(&saved, yaml, ckpt);
+        free(yaml);
+        if (rc != SC_OK) return sc_error_wrap(SC_ERR_FORMAT, "%s: its stored config does not load", ckpt);
+        SC_TRY(sc_checkpoint_check_config(ckpt, &saved, cfg));
+        SC_TRY(sc_checkpoint_verify(ckpt, &t->start));
+        t->last_saved = t->start.step;
+        snprintf(t->resumed_path, sizeof t->resumed_path, "%s", ckpt);
+        char base[1100];
+        snprintf(base, sizeof base, "%s", ckpt);
+        t->resumed_final = strcmp(basename(base), SC_CHECKPOINT_FINAL) == 0;
+    }
     /* device and data first: a bad path or device fails before a run directory exists */
     sc_backend_options bo = {.threads = cfg->run.threads};
     SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
-    SC_TRY(sc_run_dir_create(cfg->run.dir, cfg->run.name, t->run_dir, sizeof t->run_dir));
-    snprintf(res->run_dir, sizeof res->run_dir, "%s", t->run_dir);
-    snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
-    SC_TRY(mkdir_p(path));
-    snprintf(path, sizeof path, "%s/log.txt", t->run_dir);
-    if (!(t->log_file = fopen(path, "w"))) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    sc_log_attach_file(t->log_file);
-    SC_INFO("run directory %s", t->run_dir);
-    snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
-    SC_TRY(sc_config_write_file(cfg, path));
-    snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
-    if (!(t->metrics = fopen(path, "w"))) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    SC_TRY(write_run_info(t->run_dir, cfg, t->be));
+    SC_TRY(open_run_dir(t, cfg, rp, res));
     SC_INFO("device %s (%s, %d CPU threads)", cfg->run.device, t->be->ops->name, t->be->threads);
     if (t->be->kind == SC_DEVICE_CPU && strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0)
         SC_WARN("a GPU is visible but this build has no CUDA training backend yet: training on the CPU");
 
     sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
+    t->image_size = aug.out_size;
     sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
                             .workers = cfg->data.workers, .prefetch = cfg->data.prefetch, .seed = (uint64_t)cfg->run.seed,
                             .rank = 0, .world_size = 1};
@@ -160,6 +331,25 @@ static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
     sc_model_config mc = sc_model_config_from(cfg, aug.out_channels);
     SC_TRY(sc_model_create(&mc, t->be, SC_F32, &t->model));
     sc_model_init_params(t->model, (uint64_t)cfg->run.seed);
+    if (ckpt) {
+        sc_train_state loaded;
+        SC_TRY(sc_checkpoint_load(ckpt, t->model, &loaded, NULL));
+        if (saved.train.batch_size != cfg->train.batch_size) { /* keep the images consumed, in whole batches */
+            t->start.batch_in_epoch = t->start.batch_in_epoch * saved.train.batch_size / cfg->train.batch_size;
+            SC_WARN("train.batch_size changed: continuing at batch %lld of epoch %lld", (long long)t->start.batch_in_epoch,
+                    (long long)t->start.epoch);
+        }
+        if (t->start.batch_in_epoch >= per_epoch) {
+            t->start.epoch++;
+            t->start.batch_in_epoch = 0;
+        }
+        char dir[1100];
+        snprintf(dir, sizeof dir, "%s/checkpoints", t->run_dir);
+        if (sc_checkpoint_set_aside(dir, t->start.step) < 0) return SC_ERR_IO;
+        res->resumed_from = t->start.step;
+    } else if (cfg->model.init_from[0]) {
+        SC_TRY(sc_import_encoder(t->model, cfg->model.init_from));
+    }
     SC_TRY(sc_model_plan(t->model, views, aug.out_size, aug.out_size));
     const sc_param_table *pt = sc_model_params(t->model);
     SC_INFO("model %s (%s stem, width %g): %lld trainable parameters in %d tensors, features %d, z %d, %.1f MiB of activations",
@@ -186,15 +376,23 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     int64_t per_epoch = sc_loader_batches_per_epoch(t->loader);
     int64_t total = t->opt.schedule.total_steps;
     if (cfg->train.max_steps > 0 && cfg->train.max_steps < total) total = cfg->train.max_steps;
-    sc_train_state ts = {0};
+    sc_train_state ts = t->start;
+    ts.image_size = t->image_size;
+    const int64_t first = ts.step;
+    res->steps = ts.step;
+    if (t->resumed_final && ts.step >= total) {
+        res->already_complete = 1;
+        SC_INFO("the run is complete (step %lld of %lld): nothing to train", (long long)ts.step, (long long)total);
+        return SC_OK;
+    }
     sc_progress prog;
-    sc_progress_init(&prog, cfg->run.progress, total, cfg->run.log_every);
-    double start = sc_now(), wait = 0.0, win_loss = 0.0, win_acc = 0.0;
-    int win_n = 0, first_window = 1;
+    sc_progress_init(&prog, cfg->run.progress, first, total, cfg->run.log_every);
+    double start = sc_now(), wait = 0.0;
+    int first_window = 1, started = 0;
     sc_status rc = SC_OK;
-    stop_requested = 0;
     while (ts.step < total && rc == SC_OK && !stop_requested) {
-        if (ts.batch_in_epoch == 0) rc = sc_loader_start_epoch(t->loader, ts.epoch, 0);
+        if (!started || ts.batch_in_epoch == 0) rc = sc_loader_start_epoch(t->loader, ts.epoch, ts.batch_in_epoch);
+        started = 1;
         sc_batch *b = NULL;
         if (rc == SC_OK) rc = sc_loader_next(t->loader, &b, &wait);
         if (rc != SC_OK) break;
@@ -227,56 +425,64 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
             ts.batch_in_epoch = 0;
             ts.epoch++;
         }
-        win_loss += loss;
-        win_acc += acc;
-        win_n++;
+        ts.window_loss += loss;
+        ts.window_acc += acc;
+        ts.window_steps++;
         double elapsed = sc_now() - start;
         sc_progress_values v = {.step = ts.step, .epoch = ts.epoch, .loss = loss, .accuracy = acc, .lr = t->opt.last_lr,
-                                .images_per_s = (double)ts.step * cfg->train.batch_size / elapsed,
+                                .images_per_s = (double)(ts.step - first) * cfg->train.batch_size / elapsed,
                                 .wait_fraction = wait / elapsed};
         sc_progress_update(&prog, &v);
         if (ts.step % cfg->run.log_every == 0 || ts.step == total) {
-            v.loss = win_loss / win_n;
-            v.accuracy = win_acc / win_n;
-            write_metrics(t->metrics, &v, elapsed);
+            v.loss = ts.window_loss / (double)ts.window_steps;
+            v.accuracy = ts.window_acc / (double)ts.window_steps;
+            write_metrics(t->metrics, &v, t->start.elapsed_s + elapsed);
             if (first_window) res->first_loss = v.loss;
             first_window = 0;
             res->final_loss = v.loss;
-            win_loss = win_acc = 0.0;
-            win_n = 0;
+            ts.window_loss = ts.window_acc = 0.0;
+            ts.window_steps = 0;
         }
         if (cfg->train.checkpoint_every > 0 && ts.step % cfg->train.checkpoint_every == 0 && ts.step < total) {
             char file[64];
             snprintf(file, sizeof file, "step_%08lld.safetensors", (long long)ts.step);
+            ts.elapsed_s = t->start.elapsed_s + (sc_now() - start);
             rc = save_checkpoint(t, &ts, file, res);
         }
     }
     sc_progress_finish(&prog);
-    if (rc == SC_OK && win_n > 0) { /* a partial logging window (stopped early) */
-        double elapsed = sc_now() - start;
-        sc_progress_values v = {.step = ts.step, .epoch = ts.epoch, .loss = win_loss / win_n, .accuracy = win_acc / win_n,
-                                .lr = t->opt.last_lr, .images_per_s = (double)ts.step * cfg->train.batch_size / elapsed,
-                                .wait_fraction = wait / elapsed};
-        write_metrics(t->metrics, &v, elapsed);
-        if (first_window) res->first_loss = v.loss;
-        res->final_loss = v.loss;
-    }
     res->steps = ts.step;
     res->seconds = sc_now() - start;
-    res->images_per_second = res->seconds > 0 ? (double)ts.step * cfg->train.batch_size / res->seconds : 0.0;
+    res->images_per_second = res->seconds > 0 ? (double)(ts.step - first) * cfg->train.batch_size / res->seconds : 0.0;
+    ts.elapsed_s = t->start.elapsed_s + res->seconds;
     if (rc != SC_OK) return rc;
     if (stop_requested) {
-        char file[64];
-        snprintf(file, sizeof file, "step_%08lld.safetensors", (long long)ts.step);
         res->interrupted = 1;
-        SC_WARN("stop requested: saving step %lld and stopping", (long long)ts.step);
-        SC_TRY(save_checkpoint(t, &ts, file, res));
+        if (t->last_saved == ts.step && res->checkpoint[0] == '\0') /* nothing new since the resumed checkpoint */
+            snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->resumed_path);
+        if (t->last_saved != ts.step) {
+            char file[64];
+            snprintf(file, sizeof file, "step_%08lld.safetensors", (long long)ts.step);
+            SC_WARN("stop requested: saving step %lld and stopping", (long long)ts.step);
+            SC_TRY(save_checkpoint(t, &ts, file, res));
+        } else {
+            SC_WARN("stop requested at step %lld, which is already saved", (long long)ts.step);
+        }
+        if (ts.window_steps > 0) { /* the open window as a partial record (replaced on resume) */
+            sc_progress_values v = {.step = ts.step, .epoch = ts.epoch, .loss = ts.window_loss / (double)ts.window_steps,
+                                    .accuracy = ts.window_acc / (double)ts.window_steps, .lr = t->opt.last_lr,
+                                    .images_per_s = res->images_per_second,
+                                    .wait_fraction = res->seconds > 0 ? wait / res->seconds : 0.0};
+            write_metrics(t->metrics, &v, ts.elapsed_s);
+            if (first_window) res->first_loss = v.loss;
+            res->final_loss = v.loss;
+        }
         return sc_errorf(SC_ERR_INTERRUPTED, "stopped at step %lld; the state is saved in %s", (long long)ts.step,
                          res->checkpoint);
     }
-    SC_INFO("trained %lld steps in %.1f s (%.0f images/s, %.0f%% waiting for data)", (long long)ts.step, res->seconds,
-            res->images_per_second, res->seconds > 0 ? 100.0 * wait / res->seconds : 0.0);
-    return save_checkpoint(t, &ts, "final.safetensors", res);
+    SC_INFO("trained %lld steps in %.1f s (%.0f images/s, %.0f%% waiting for data)", (long long)(ts.step - first),
+            res->seconds, res->images_per_second, res->seconds > 0 ? 100.0 * wait / res->seconds : 0.0);
+    return save_checkpoint(t, &ts, SC_CHECKPOINT_FINAL, res);
 }
 
 static void write_probe_metrics(FILE *f, const sc_probe_report *p) {
@@ -288,14 +494,15 @@ static void write_probe_metrics(FILE *f, const sc_probe_report *p) {
     fflush(f);
 }
 
-sc_status sc_train(const sc_config *cfg, sc_train_result *res) {
+static sc_status train_impl(const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
     memset(res, 0, sizeof *res);
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
-    sc_status rc = setup(&t, cfg, res);
+    t.lock_fd = -1;
+    sc_status rc = setup(&t, cfg, rp, res);
     if (rc == SC_OK) rc = run_loop(&t, res);
-    if (rc == SC_OK && cfg->eval.linear_probe) {
+    if (rc == SC_OK && cfg->eval.linear_probe && !res->already_complete) {
         rc = sc_linear_probe(t.model, cfg, &res->probe);
         if (rc == SC_OK) {
             res->probed = 1;
@@ -308,5 +515,12 @@ sc_status sc_train(const sc_config *cfg, sc_train_result *res) {
     }
     if (rc != SC_OK && t.log_file) fprintf(t.log_file, "error: %s\n", sc_last_error()); /* main prints it */
     trainer_release(&t);
+    stop_requested = 0; /* consumed */
     return rc;
+}
+
+sc_status sc_train(const sc_config *cfg, sc_train_result *res) { return train_impl(cfg, NULL, res); }
+
+sc_status sc_train_resume(const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
+    return train_impl(cfg, rp, res);
 }
