@@ -80,7 +80,7 @@ static void test_corrupt_files(void) {
     expect_reject("not_object.st", "[1,2]   ", d, 0, "does not start with '{'");
     expect_reject("bad_dtype.st", "{\"a\":{\"dtype\":\"Q7\",\"shape\":[4],\"data_offsets\":[0,16]}}", d, 16, "unsupported dtype 'Q7'");
     expect_reject("size_mismatch.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", d, 16, "need 12");
-    expect_reject("past_end.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[0,32]}}", d, 16, "cover 32 data bytes but the file has 16");
+    expect_reject("past_end.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[0,32]}}", d, 16, "ends past the 16-byte data section");
     expect_reject("overlap.st",
                   "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", d, 16, "overlaps");

@@ -9,7 +9,8 @@
  *   batch_in_epoch (the sampler position), seed, rng (how every random stream is keyed),
  *   world_size, in_channels, image_size, the open metrics window (window_steps, window_loss,
  *   window_acc as exact hex floats), elapsed_s, dtype, layout, git_sha, versions (simclr and
- *   library versions), data_crc32 (CRC-32 of the whole data section).
+ *   library versions), data_crc32 (CRC-32 of the whole data section) and meta_crc32 (CRC-32
+ *   of the other metadata pairs sorted by key), so corrupted values are detected, not loaded.
  * Because every random stream is counter-based (Philox keyed by seed, epoch, sample, view,
  * purpose), step + sampler position + seed + weights + momentum are the complete state: a run
  * resumed from a checkpoint continues bit for bit as if it had never stopped.
@@ -17,7 +18,7 @@
  * Files are written atomically (temp file in the same directory, fsync, rename, directory
  * fsync; see safetensors.h), so a crash or a full disk never damages a committed checkpoint;
  * a crash can leave "<name>.tmp.<pid>" files, removed by sc_checkpoint_clean_temp at start-up.
- * Loading checks the safetensors layout, the format and version, the CRC and that every
+ * Loading checks the safetensors layout, the format and version, both CRCs and that every
  * tensor the model needs is present with the right dtype and shape, naming the first defect.
  *
  * A run directory keeps checkpoints/step_<N>.safetensors (pruned to the newest K plus every

@@ -226,7 +226,7 @@ static void first_diag(char *buf, size_t cap, struct fy_diag *diag) {
     void *it = NULL;
     struct fy_diag_error *err = fy_diag_errors_iterate(diag, &it);
     if (err)
-        snprintf(buf, cap, "line %d, column %d of the header: %s", err->line + 1, err->column + 1, err->msg);
+        snprintf(buf, cap, "line %d, column %d of the header: %s", err->line, err->column, err->msg); /* 1-based */
     else
         snprintf(buf, cap, "the header is not valid JSON");
 }
@@ -375,6 +375,11 @@ done:
 /* Names unique; tensors tile [0, data size) exactly. */
 static sc_status check_layout(sc_safetensors *st, const char *label) {
     uint64_t data_size = st->size - st->data_start;
+    for (int i = 0; i < st->count; i++)
+        if (st->tensors[i].end > data_size)
+            return sc_errorf(SC_ERR_FORMAT, "%s: tensor '%s' at data bytes [%llu, %llu) ends past the %llu-byte data section "
+                             "(file size %zu: truncated?)", label, st->tensors[i].name, (unsigned long long)st->tensors[i].begin,
+                             (unsigned long long)st->tensors[i].end, (unsigned long long)data_size, st->size);
     sc_st_tensor *sorted = malloc((size_t)(st->count ? st->count : 1) * sizeof *sorted);
     if (!sorted) return sc_errorf(SC_ERR_NOMEM, "%s: out of memory", label);
     memcpy(sorted, st->tensors, (size_t)st->count * sizeof *sorted);

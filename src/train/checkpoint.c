@@ -27,6 +27,28 @@
 
 /* ---- saving ---------------------------------------------------------------------------------- */
 
+static const char *const *crc_keys; /* qsort context of meta_crc (single-threaded use) */
+
+static int cmp_key_index(const void *a, const void *b) {
+    return strcmp(crc_keys[*(const int *)a], crc_keys[*(const int *)b]);
+}
+
+/* CRC-32 of the metadata as "key\0value\0" pairs sorted by key, without "meta_crc32" itself:
+ * a corrupted metadata value (a step, the config) is detected like corrupted tensor bytes. */
+static unsigned long meta_crc(const char *const *keys, const char *const *values, int n) {
+    int idx[64], m = 0;
+    for (int i = 0; i < n && m < 64; i++)
+        if (strcmp(keys[i], "meta_crc32") != 0) idx[m++] = i;
+    crc_keys = keys;
+    qsort(idx, (size_t)m, sizeof idx[0], cmp_key_index);
+    uLong crc = crc32_z(0L, Z_NULL, 0);
+    for (int i = 0; i < m; i++) {
+        crc = crc32_z(crc, (const Bytef *)keys[idx[i]], strlen(keys[idx[i]]) + 1);
+        crc = crc32_z(crc, (const Bytef *)values[idx[i]], strlen(values[idx[i]]) + 1);
+    }
+    return (unsigned long)crc;
+}
+
 static void *download_all(sc_model *m, sc_tensor (*which)(sc_model *)) {
     sc_tensor t = which(m);
     void *host = malloc(sc_tensor_nbytes(&t) ? sc_tensor_nbytes(&t) : 1);
@@ -99,8 +121,18 @@ sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_config *cfg
         {"window_loss", wloss}, {"window_acc", wacc}, {"elapsed_s", elapsed},
         {"dtype", sc_dtype_name(dt)}, {"layout", "activations NHWC, conv filters KRSC"},
         {"git_sha", sc_git_sha}, {"versions", versions}, {"data_crc32", crc_s}, {"config", yaml},
+        {"meta_crc32", ""},
     };
-    rc = sc_safetensors_write(path, entries, n, meta, (int)(sizeof meta / sizeof meta[0]));
+    enum { NMETA = sizeof meta / sizeof meta[0] };
+    const char *keys[NMETA], *values[NMETA];
+    for (int i = 0; i < NMETA; i++) {
+        keys[i] = meta[i].key;
+        values[i] = meta[i].value;
+    }
+    char mcrc[16];
+    snprintf(mcrc, sizeof mcrc, "%08lx", meta_crc(keys, values, NMETA));
+    meta[NMETA - 1].value = mcrc;
+    rc = sc_safetensors_write(path, entries, n, meta, NMETA);
 done:
     free(yaml);
     free(names);
@@ -151,6 +183,21 @@ static sc_status check_open(sc_safetensors *st, sc_train_state *out) {
     SC_TRY(parse_i64(st, "batch_in_epoch", &s.batch_in_epoch));
     if (s.step < 0 || s.epoch < 0 || s.batch_in_epoch < 0)
         return sc_errorf(SC_ERR_FORMAT, "%s: negative step, epoch or batch_in_epoch in the metadata", path);
+    /* every tensor has the recorded dtype; every momentum belongs to a tensor of its shape */
+    const char *dtype = sc_safetensors_meta(st, "dtype");
+    for (int i = 0; i < st->count && version >= 2; i++) {
+        const sc_st_tensor *t = &st->tensors[i];
+        if (!dtype || strcmp(sc_dtype_name(t->dtype), dtype) != 0)
+            return sc_errorf(SC_ERR_FORMAT, "%s: tensor '%s' is %s, the checkpoint's dtype is %.8s", path, t->name,
+                             sc_dtype_name(t->dtype), dtype ? dtype : "missing");
+        if (strncmp(t->name, MOMENTUM_PREFIX, sizeof MOMENTUM_PREFIX - 1) != 0) continue;
+        const sc_st_tensor *p = sc_safetensors_find(st, t->name + sizeof MOMENTUM_PREFIX - 1);
+        int same = p && p->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = p->shape[d] == t->shape[d];
+        if (!same)
+            return sc_errorf(SC_ERR_FORMAT, "%s: tensor '%s' has no parameter '%s' of its shape", path, t->name,
+                             t->name + sizeof MOMENTUM_PREFIX - 1);
+    }
     const sc_st_tensor *c1 = sc_safetensors_find(st, "conv1.weight");
     if (!c1 || c1->ndim != 4) return sc_errorf(SC_ERR_FORMAT, "%s: tensor 'conv1.weight' is missing or not 4-D", path);
     s.in_channels = (int)c1->shape[3];
@@ -172,6 +219,14 @@ static sc_status check_open(sc_safetensors *st, sc_train_state *out) {
         if (strcmp(got, want) != 0)
             return sc_errorf(SC_ERR_FORMAT, "%s: data section CRC-32 is %s, the metadata says %.16s: the tensor bytes "
                              "are corrupt", path, got, want);
+        const char *mwant = sc_safetensors_meta(st, "meta_crc32");
+        if (!mwant) return sc_errorf(SC_ERR_FORMAT, "%s: metadata lacks 'meta_crc32'", path);
+        if (st->meta_count > 64) return sc_errorf(SC_ERR_FORMAT, "%s: %d metadata entries (at most 64)", path, st->meta_count);
+        snprintf(got, sizeof got, "%08lx",
+                 meta_crc((const char *const *)st->meta_keys, (const char *const *)st->meta_values, st->meta_count));
+        if (strcmp(got, mwant) != 0)
+            return sc_errorf(SC_ERR_FORMAT, "%s: metadata CRC-32 is %s, the file says %.16s: the metadata is corrupt",
+                             path, got, mwant);
     }
     if (out) *out = s;
     return SC_OK;
