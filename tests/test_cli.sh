@@ -1,6 +1,8 @@
 #!/bin/sh
 # test_cli.sh - the `simclr` command line: help texts, exit codes, configuration errors that
-# name file:line:col and the key, --print-config, info, and a tiny train + eval linear run.
+# name file:line:col and the key, --print-config, info, a tiny train + eval linear run, the stop
+# signals (Ctrl-C 130, SIGTERM/SIGUSR1 0 after a checkpoint, a second signal at once), --resume,
+# export, embed and model.init_from.
 # Usage: test_cli.sh path/to/simclr
 set -u
 SIMCLR=$1
@@ -61,6 +63,66 @@ if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     else
         fail "Ctrl-C: exit $rc, checkpoints: $(ls "$TMP/runs/sigint/checkpoints" 2>&1), log: $(tail -3 "$TMP/sigint.log")"
     fi
+
+    # start a run in the background and wait until it has logged a step
+    TINY="--device cpu --set run.dir=$TMP/runs --set model.width=0.0625 --set train.batch_size=32 --set run.threads=1
+          --set run.log_every=1 --set eval.linear_probe=false --set train.checkpoint_every=2"
+    start_run() { # name
+        "$SIMCLR" train $TINY --name "$1" --resume auto > "$TMP/$1.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 600); do
+            [ -s "$TMP/runs/$1/metrics.jsonl" ] && break
+            sleep 0.1
+        done
+    }
+    # SIGTERM and SIGUSR1 (preemption): a checkpoint at the next step boundary, then exit 0
+    for sig in TERM USR1; do
+        start_run "sig$sig"
+        kill -"$sig" "$pid"
+        wait "$pid"; rc=$?
+        if [ "$rc" -eq 0 ] && grep -q "exiting with status 0" "$TMP/sig$sig.log" &&
+            ls "$TMP/runs/sig$sig"/checkpoints/step_*.safetensors > /dev/null 2>&1; then
+            pass
+        else
+            fail "SIG$sig: exit $rc, log: $(tail -3 "$TMP/sig$sig.log")"
+        fi
+    done
+    # --resume auto continues the same run directory and metrics
+    steps=$(ls "$TMP/runs/sigTERM/checkpoints" | sed -n 's/step_0*\([0-9][0-9]*\).safetensors/\1/p' | sort -n | tail -1)
+    expect 0 "resumed:    from step $steps" -- "$SIMCLR" train $TINY --name sigTERM --resume auto \
+        --set train.max_steps=$((steps + 2))
+    if [ "$(grep -c '"step"' "$TMP/runs/sigTERM/metrics.jsonl")" -eq $((steps + 2)) ] && [ ! -e "$TMP/runs/sigTERM-2" ]; then
+        pass
+    else
+        fail "resumed metrics: $(cat "$TMP/runs/sigTERM/metrics.jsonl")"
+    fi
+    expect 0 "already complete at step $((steps + 2))" -- "$SIMCLR" train $TINY --name sigTERM --resume auto \
+        --set train.max_steps=$((steps + 2))
+    expect 0 "name: \"sigTERM\"" -- "$SIMCLR" train --resume "$TMP/runs/sigTERM" --print-config
+    # a second signal ends the process at once (both delivered while it is stopped)
+    start_run double
+    kill -STOP "$pid"; kill -USR1 "$pid"; kill -TERM "$pid"; kill -CONT "$pid"
+    wait "$pid"; rc=$?
+    if [ "$rc" -eq 143 ] || [ "$rc" -eq 138 ]; then pass; else fail "two signals: exit $rc"; fi
+    # resume errors: nothing to resume, a changed model
+    expect 1 "no such run directory or checkpoint" -- "$SIMCLR" train --resume "$TMP/nowhere"
+    expect 2 "model.width 0.0625 -> 0.125" -- "$SIMCLR" train $TINY --name sigTERM --resume auto --set model.width=0.125
+
+    # export, embed, model.init_from
+    expect 0 "in torchvision format" -- "$SIMCLR" export "$TMP/runs/sigTERM" --out "$TMP/enc.safetensors"
+    expect 0 "in timm format" -- "$SIMCLR" export "$TMP/runs/sigTERM" --out "$TMP/enc_timm.safetensors" --format timm
+    expect 2 "expected torchvision or timm" -- "$SIMCLR" export "$TMP/runs/sigTERM" --out "$TMP/x" --format onnx
+    expect 2 "usage: simclr export" -- "$SIMCLR" export "$TMP/runs/sigTERM"
+    expect 0 "wrote 50 x 32 features of fashion_mnist/test" -- "$SIMCLR" embed "$TMP/runs/sigTERM" --out "$TMP/emb.safetensors" \
+        --limit 50 --set run.threads=1
+    expect 2 "expected train or test" -- "$SIMCLR" embed "$TMP/runs/sigTERM" --out "$TMP/x" --split val
+    expect 0 "model.init_from: 100 encoder tensors" -- "$SIMCLR" train $TINY --name init --set train.max_steps=1 \
+        --set model.init_from="$TMP/enc.safetensors"
+    expect 1 "emb.safetensors: no 'conv1.weight'" -- "$SIMCLR" train $TINY --name init_bad --set train.max_steps=1 \
+        --set model.init_from="$TMP/emb.safetensors"
+    expect 1 "tensor 'conv1.weight' is \[4, 1, 3, 3\] F32, the model needs \[8, 1, 3, 3\] F32 (OIHW)" -- "$SIMCLR" train $TINY \
+        --name init_wide --set train.max_steps=1 --set model.width=0.125 --set model.init_from="$TMP/enc.safetensors"
+    if [ ! -e "$TMP/runs/init_bad" ] && [ ! -e "$TMP/runs/init_wide" ]; then pass; else fail "a bad init_from created a run directory"; fi
 else
     echo "note: Fashion-MNIST not installed; the train/eval part is not run"
 fi

@@ -304,15 +304,11 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
         snprintf(base, sizeof base, "%s", ckpt);
         t->resumed_final = strcmp(basename(base), SC_CHECKPOINT_FINAL) == 0;
     }
-    /* device and data first: a bad path or device fails before a run directory exists */
+    /* device, data and the initial weights first: a bad path, device or init_from file fails
+     * before a run directory is created or touched */
     sc_backend_options bo = {.threads = cfg->run.threads};
     SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
-    SC_TRY(open_run_dir(t, cfg, rp, res));
-    SC_INFO("device %s (%s, %d CPU threads)", cfg->run.device, t->be->ops->name, t->be->threads);
-    if (t->be->kind == SC_DEVICE_CPU && strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0)
-        SC_WARN("a GPU is visible but this build has no CUDA training backend yet: training on the CPU");
-
     sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
     t->image_size = aug.out_size;
     sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
@@ -323,33 +319,40 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     if (per_epoch < 1)
         return sc_errorf(SC_ERR_CONFIG, "train.batch_size %d exceeds the %lld images of %s", cfg->train.batch_size,
                          (long long)t->data.count, t->data.name);
-    SC_INFO("data %s: %lld images %dx%dx%d -> views %dx%dx%d, %lld steps per epoch, %d workers", t->data.name,
-            (long long)t->data.count, t->data.height, t->data.width, t->data.channels, aug.out_size, aug.out_size,
-            aug.out_channels, (long long)per_epoch, cfg->data.workers);
-
     int views = 2 * cfg->train.batch_size;
     sc_model_config mc = sc_model_config_from(cfg, aug.out_channels);
     SC_TRY(sc_model_create(&mc, t->be, SC_F32, &t->model));
     sc_model_init_params(t->model, (uint64_t)cfg->run.seed);
     if (ckpt) {
-        sc_train_state loaded;
-        SC_TRY(sc_checkpoint_load(ckpt, t->model, &loaded, NULL));
-        if (saved.train.batch_size != cfg->train.batch_size) { /* keep the images consumed, in whole batches */
+        SC_TRY(sc_checkpoint_load(ckpt, t->model, NULL, NULL));
+        if (saved.train.batch_size != cfg->train.batch_size) /* keep the images consumed, in whole batches */
             t->start.batch_in_epoch = t->start.batch_in_epoch * saved.train.batch_size / cfg->train.batch_size;
-            SC_WARN("train.batch_size changed: continuing at batch %lld of epoch %lld", (long long)t->start.batch_in_epoch,
-                    (long long)t->start.epoch);
-        }
         if (t->start.batch_in_epoch >= per_epoch) {
             t->start.epoch++;
             t->start.batch_in_epoch = 0;
         }
-        char dir[1100];
-        snprintf(dir, sizeof dir, "%s/checkpoints", t->run_dir);
-        if (sc_checkpoint_set_aside(dir, t->start.step) < 0) return SC_ERR_IO;
         res->resumed_from = t->start.step;
     } else if (cfg->model.init_from[0]) {
         SC_TRY(sc_import_encoder(t->model, cfg->model.init_from));
     }
+
+    SC_TRY(open_run_dir(t, cfg, rp, res));
+    if (ckpt) {
+        char dir[1100];
+        snprintf(dir, sizeof dir, "%s/checkpoints", t->run_dir);
+        if (sc_checkpoint_set_aside(dir, t->start.step) < 0) return SC_ERR_IO;
+        if (saved.train.batch_size != cfg->train.batch_size)
+            SC_WARN("train.batch_size changed: continuing at batch %lld of epoch %lld", (long long)t->start.batch_in_epoch,
+                    (long long)t->start.epoch);
+    } else if (cfg->model.init_from[0]) {
+        SC_INFO("encoder initialised from %s (model.init_from)", cfg->model.init_from);
+    }
+    SC_INFO("device %s (%s, %d CPU threads)", cfg->run.device, t->be->ops->name, t->be->threads);
+    if (t->be->kind == SC_DEVICE_CPU && strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0)
+        SC_WARN("a GPU is visible but this build has no CUDA training backend yet: training on the CPU");
+    SC_INFO("data %s: %lld images %dx%dx%d -> views %dx%dx%d, %lld steps per epoch, %d workers", t->data.name,
+            (long long)t->data.count, t->data.height, t->data.width, t->data.channels, aug.out_size, aug.out_size,
+            aug.out_channels, (long long)per_epoch, cfg->data.workers);
     SC_TRY(sc_model_plan(t->model, views, aug.out_size, aug.out_size));
     const sc_param_table *pt = sc_model_params(t->model);
     SC_INFO("model %s (%s stem, width %g): %lld trainable parameters in %d tensors, features %d, z %d, %.1f MiB of activations",
