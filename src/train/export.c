@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "simclr/data.h"
 #include "simclr/log.h"
 #include "simclr/safetensors.h"
 #include "simclr/version.h"
@@ -109,7 +108,6 @@ sc_status sc_export_encoder(sc_model *m, const sc_config *cfg, const sc_train_st
     int cifar = cfg->model.stem == SC_STEM_CIFAR, stem_c = 0, feat = sc_model_feature_dim(m);
     int conv1 = sc_params_find(t, "conv1.weight");
     if (conv1 >= 0) stem_c = (int)t->rows[conv1].shape[0];
-    sc_augment_params aug = sc_augment_params_from_config(cfg, ts->in_channels, ts->image_size);
     int C = ts->in_channels;
     char width[32], inch[16], size[16], fdim[16], step[32], mean[96] = "[", stdv[96] = "[", planes[64], conv1_s[160];
     char cfg_json[1024];
@@ -118,10 +116,12 @@ sc_status sc_export_encoder(sc_model *m, const sc_config *cfg, const sc_train_st
     snprintf(size, sizeof size, "%d", ts->image_size);
     snprintf(fdim, sizeof fdim, "%d", feat);
     snprintf(step, sizeof step, "%" PRId64, ts->step);
+    /* the augmentation's rule: a missing mean is 0, a missing std 1, a single value for every channel */
+    int nm = cfg->data.mean_count, ns = cfg->data.std_count;
     for (int c = 0; c < C && c < 3; c++) {
         size_t lm = strlen(mean), ls = strlen(stdv);
-        snprintf(mean + lm, sizeof mean - lm, "%s%.9g", c ? ", " : "", (double)aug.mean[c]);
-        snprintf(stdv + ls, sizeof stdv - ls, "%s%.9g", c ? ", " : "", (double)aug.std[c]);
+        snprintf(mean + lm, sizeof mean - lm, "%s%.15g", c ? ", " : "", nm > 0 ? cfg->data.mean[c < nm ? c : nm - 1] : 0.0);
+        snprintf(stdv + ls, sizeof stdv - ls, "%s%.15g", c ? ", " : "", ns > 0 ? cfg->data.std[c < ns ? c : ns - 1] : 1.0);
     }
     strncat(mean, "]", sizeof mean - strlen(mean) - 1);
     strncat(stdv, "]", sizeof stdv - strlen(stdv) - 1);
@@ -144,7 +144,7 @@ sc_status sc_export_encoder(sc_model *m, const sc_config *cfg, const sc_train_st
         {"in_channels", inch},
         {"input_size", size},
         {"feature_dim", fdim},
-        {"normalize", aug.normalize ? "true" : "false"},
+        {"normalize", nm > 0 || ns > 0 ? "true" : "false"},
         {"mean", mean},
         {"std", stdv},
         {"input", "pixels / 255 in [0, 1], then (x - mean) / std per channel when normalize is true; NCHW"},
