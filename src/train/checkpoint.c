@@ -27,20 +27,16 @@
 
 /* ---- saving ---------------------------------------------------------------------------------- */
 
-static const char *const *crc_keys; /* qsort context of meta_crc (single-threaded use) */
-
-static int cmp_key_index(const void *a, const void *b) {
-    return strcmp(crc_keys[*(const int *)a], crc_keys[*(const int *)b]);
-}
-
 /* CRC-32 of the metadata as "key\0value\0" pairs sorted by key, without "meta_crc32" itself:
  * a corrupted metadata value (a step, the config) is detected like corrupted tensor bytes. */
 static unsigned long meta_crc(const char *const *keys, const char *const *values, int n) {
     int idx[64], m = 0;
-    for (int i = 0; i < n && m < 64; i++)
-        if (strcmp(keys[i], "meta_crc32") != 0) idx[m++] = i;
-    crc_keys = keys;
-    qsort(idx, (size_t)m, sizeof idx[0], cmp_key_index);
+    for (int i = 0; i < n && m < 64; i++) { /* insertion sort by key: at most 64 entries */
+        if (strcmp(keys[i], "meta_crc32") == 0) continue;
+        int j = m++;
+        for (; j > 0 && strcmp(keys[idx[j - 1]], keys[i]) > 0; j--) idx[j] = idx[j - 1];
+        idx[j] = i;
+    }
     uLong crc = crc32_z(0L, Z_NULL, 0);
     for (int i = 0; i < m; i++) {
         crc = crc32_z(crc, (const Bytef *)keys[idx[i]], strlen(keys[idx[i]]) + 1);

@@ -81,6 +81,19 @@ def test_images(n):
     return torch.frombuffer(bytearray(raw[16:16 + n * h * w]), dtype=torch.uint8).reshape(n, 1, h, w)
 
 
+def tiny_dataset(path, n_train=64, n_test=32):
+    """The first images of each Fashion-MNIST split as uncompressed IDX files: fast to load."""
+    os.makedirs(path)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        for kind, head, item in (("images", 16, 784), ("labels", 8, 1)):
+            with gzip.open(f"{FASHION}/{split}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz", "rb") as f:
+                raw = f.read(head + n * item)
+            hdr = bytearray(raw[:head])
+            hdr[4:8] = struct.pack(">I", n)
+            with open(f"{path}/{split}-{kind}-idx{3 if kind == 'images' else 1}-ubyte", "wb") as f:
+                f.write(bytes(hdr) + raw[head:])
+
+
 def simclr(*args):
     r = subprocess.run([SIMCLR, *args], capture_output=True, text=True)
     if r.returncode != 0:
@@ -91,7 +104,7 @@ def simclr(*args):
 
 def train(tmp, name, *sets):
     args = ["train", "--device", "cpu", "--name", name]
-    for s in (f"run.dir={tmp}/runs", "train.batch_size=8", "train.max_steps=2", "eval.linear_probe=false",
+    for s in (f"run.dir={tmp}/runs", f"data.path={tmp}/data", "train.batch_size=8", "train.max_steps=2", "eval.linear_probe=false",
               "run.threads=1", "run.progress=never", "model.width=1", "data.workers=1") + sets:
         args += ["--set", s]
     simclr(*args)
@@ -183,7 +196,7 @@ def case_init_from(tmp):
     state = {f"backbone.{k}": v for k, v in tv.state_dict().items()}
     state["projector.0.weight"] = torch.zeros(4, 512)  # not under the prefix: ignored
     write_safetensors(f"{tmp}/tv.safetensors", state, {"format": "pt"})
-    out = simclr("train", "--device", "cpu", "--name", "init", "--set", f"run.dir={tmp}/runs",
+    out = simclr("train", "--device", "cpu", "--name", "init", "--set", f"run.dir={tmp}/runs", "--set", f"data.path={tmp}/data",
                  "--set", "model.stem=imagenet", "--set", "model.width=1", "--set", f"model.init_from={tmp}/tv.safetensors",
                  "--set", "optim.lr=0", "--set", "train.batch_size=8", "--set", "train.max_steps=1",
                  "--set", "eval.linear_probe=false", "--set", "run.threads=1", "--set", "run.progress=never")
@@ -210,6 +223,7 @@ def main():
         sys.exit(77)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="simclr_export_") as tmp:
+        tiny_dataset(f"{tmp}/data")
         case_imagenet(tmp)
         case_cifar(tmp)
         case_init_from(tmp)
