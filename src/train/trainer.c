@@ -248,7 +248,7 @@ static void write_metrics(FILE *f, const sc_progress_values *v, double elapsed) 
     fflush(f);
 }
 
-/* What the run directory needs before the model exists: lock, cleanup, log, config, metrics. */
+/* The run directory: created or reused, locked, cleaned of temporary files, log, config, metrics. */
 static sc_status open_run_dir(trainer *t, const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
     char path[1100];
     if (rp && rp->run_dir[0]) {
