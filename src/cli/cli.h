@@ -16,6 +16,7 @@ int sc_cmd_train(int argc, char **argv);
 int sc_cmd_eval(int argc, char **argv);
 int sc_cmd_info(int argc, char **argv);
 int sc_cmd_bench(int argc, char **argv);
+int sc_cmd_finetune(int argc, char **argv);
 
 /* Benchmarks, one per file (src/cli/bench_<name>.c), dispatched by cmd_bench.c. */
 int sc_bench_step(int argc, char **argv);
@@ -42,5 +43,12 @@ typedef struct sc_cli_opts {
 int sc_cli_parse(int argc, char **argv, sc_cli_opts *o, const char *usage_text);
 /* defaults -> base YAML (if any) -> --config file (if any) -> --set overrides -> validate. */
 sc_status sc_cli_build_config(const sc_cli_opts *o, const char *base_yaml, const char *base_name, sc_config *cfg);
+
+/* A RUN_DIR|CHECKPOINT argument: RUN_DIR picks <RUN_DIR>/checkpoints/final.safetensors, else the
+ * newest step_*.safetensors; *run_dir is the run the checkpoint belongs to (the parent of its
+ * checkpoints/ directory, else its own directory). */
+sc_status sc_cli_resolve_checkpoint(const char *arg, char *ckpt, size_t cap, char *run_dir, size_t run_cap);
+/* "final" for ".../final.safetensors". */
+void sc_cli_checkpoint_stem(const char *ckpt, char *out, size_t cap);
 
 #endif /* SIMCLR_CLI_H */
