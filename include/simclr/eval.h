@@ -40,6 +40,9 @@ extern "C" {
 sc_status sc_extract_features(sc_model *m, const sc_dataset *ds, const sc_augment_params *aug,
                               int batch_size, int workers, int64_t limit, float **features,
                               int64_t *count);
+/* The same for the head's output z [count, D] when `head` (a fine-tuned classifier's logits). */
+sc_status sc_extract_outputs(sc_model *m, const sc_dataset *ds, const sc_augment_params *aug, int batch_size,
+                             int workers, int64_t limit, int head, float **features, int64_t *count);
 
 /* ---- classification metrics ---------------------------------------------------------------- */
 

@@ -17,7 +17,9 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  train          pretrain an encoder (default: Fashion-MNIST, a small ResNet-18, then a linear probe)\n"
-    "  eval linear    linear probe of a trained encoder beside its random initialisation\n"
+    "  eval linear    linear evaluation protocol of a trained encoder beside its random initialisation\n"
+    "  eval knn       weighted kNN evaluation (k 200, t 0.1, cosine) beside the random initialisation\n"
+    "  finetune       fine-tune encoder + linear classifier on a fraction of the labels\n"
     "  info           devices, library versions and build options\n"
     "  help           this text; `simclr <command> --help` for a command's options\n"
     "\n"
@@ -25,7 +27,9 @@ static const char usage[] =
     "  simclr train                                   # the embedded Fashion-MNIST quickstart\n"
     "  simclr train --config configs/cifar10_resnet18.yaml --set data.path=/data/cifar10\n"
     "  simclr train --set train.epochs=5 --set optim.lr=0.5\n"
-    "  simclr eval linear runs/fashion_mnist\n";
+    "  simclr eval linear runs/fashion_mnist\n"
+    "  simclr finetune runs/fashion_mnist --label-fraction 0.1\n"
+    "  python3 tools/plot_run.py runs/fashion_mnist     # loss, lr, kNN, throughput curves as PNG\n";
 
 int sc_cli_fail(sc_status st) {
     fprintf(stderr, "simclr: error: %s\n", sc_last_error()[0] ? sc_last_error() : sc_status_name(st));
@@ -69,6 +73,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return sc_cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return sc_cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return sc_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "finetune") == 0) return sc_cmd_finetune(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return SC_EXIT_OK;

@@ -21,10 +21,15 @@
 sc_status sc_extract_features(sc_model *m, const sc_dataset *ds, const sc_augment_params *aug,
                               int batch_size, int workers, int64_t limit, float **features,
                               int64_t *count) {
+    return sc_extract_outputs(m, ds, aug, batch_size, workers, limit, 0, features, count);
+}
+
+sc_status sc_extract_outputs(sc_model *m, const sc_dataset *ds, const sc_augment_params *aug, int batch_size,
+                             int workers, int64_t limit, int head, float **features, int64_t *count) {
     *features = NULL;
     sc_dataset view = *ds; /* a shallow copy limited to the first `limit` images */
     if (limit > 0 && limit < view.count) view.count = limit;
-    int f = sc_model_feature_dim(m), side = aug->out_size, ch = aug->out_channels;
+    int f = head ? sc_model_out_dim(m) : sc_model_feature_dim(m), side = aug->out_size, ch = aug->out_channels;
     sc_backend *be = sc_model_backend(m);
     sc_dtype dt = sc_model_dtype(m);
     SC_TRY(sc_model_plan(m, batch_size, side, side));
@@ -55,7 +60,10 @@ sc_status sc_extract_features(sc_model *m, const sc_dataset *ds, const sc_augmen
             sc_tensor_upload(be, &x, b->views);
         }
         sc_tensor h;
-        sc_model_forward(m, &x, 0, &h, NULL);
+        if (head)
+            sc_model_forward(m, &x, 0, NULL, &h);
+        else
+            sc_model_forward(m, &x, 0, &h, NULL);
         if (dt == SC_F64) {
             sc_tensor_download(be, tmp, &h);
             for (int64_t i = 0; i < (int64_t)b->samples * f; i++) out[done * f + i] = (float)tmp[i];
