@@ -30,6 +30,13 @@ static void tb_scalar(sc_monitor *mon, const char *tag, int64_t step, double v) 
     if (mon->tb && sc_tb_scalar(mon->tb, tag, step, v) != SC_OK) tb_failed(mon);
 }
 
+static sc_status open_test(sc_monitor *mon) {
+    if (mon->have_test) return SC_OK;
+    SC_TRY(sc_dataset_open(mon->cfg, SC_SPLIT_TEST, &mon->test));
+    mon->have_test = 1;
+    return SC_OK;
+}
+
 sc_status sc_monitor_open(sc_monitor *mon, const sc_config *cfg, const char *run_dir, const sc_dataset *train,
                           const sc_augment_params *aug, FILE *metrics) {
     memset(mon, 0, sizeof *mon);
@@ -38,6 +45,12 @@ sc_status sc_monitor_open(sc_monitor *mon, const sc_config *cfg, const char *run
     mon->aug = *aug;
     mon->metrics = metrics;
     snprintf(mon->run_dir, sizeof mon->run_dir, "%s", run_dir);
+    if (cfg->eval.every > 0) { /* a dataset the monitor cannot use fails now, not after an epoch */
+        SC_TRY(open_test(mon));
+        if (!train->labels || !mon->test.labels || train->num_classes < 2)
+            return sc_errorf(SC_ERR_CONFIG, "eval.every: the kNN monitor needs a labelled dataset with 2+ classes (%s); "
+                             "set eval.every=0", train->name);
+    }
     if (!cfg->tensorboard.enabled) return SC_OK;
     SC_TRY(sc_tb_open(run_dir, &mon->tb));
     SC_INFO("TensorBoard events %s (tensorboard --logdir %s)", sc_tb_path(mon->tb), cfg->run.dir);
@@ -119,13 +132,6 @@ void sc_monitor_step(sc_monitor *mon, sc_model *m, const sc_progress_values *v, 
     }
     int every = mon->cfg->tensorboard.histogram_every;
     if (every > 0 && v->step % every == 0) histograms(mon, m, v->step);
-}
-
-static sc_status open_test(sc_monitor *mon) {
-    if (mon->have_test) return SC_OK;
-    SC_TRY(sc_dataset_open(mon->cfg, SC_SPLIT_TEST, &mon->test));
-    mon->have_test = 1;
-    return SC_OK;
 }
 
 sc_status sc_monitor_epoch_end(sc_monitor *mon, sc_model *m, int64_t epoch, int64_t step) {
