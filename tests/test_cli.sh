@@ -46,6 +46,31 @@ if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     expect 0 "pretrained encoder:" -- "$SIMCLR" eval linear "$TMP/runs/cli" --set eval.probe_train_samples=300 \
         --set eval.probe_test_samples=100
     expect 1 "no such run directory" -- "$SIMCLR" eval linear "$TMP/runs/none"
+    expect 2 "usage: simclr eval linear|knn" -- "$SIMCLR" eval bogus "$TMP/runs/cli"
+    expect 0 "kNN evaluation (k 200" -- "$SIMCLR" eval knn "$TMP/runs/cli" --set eval.probe_train_samples=300 \
+        --set eval.probe_test_samples=100
+    for f in linear.json linear_confusion.png linear_confusion.txt knn.json knn_confusion.png; do
+        if [ -s "$TMP/runs/cli/eval/final/$f" ]; then pass; else fail "eval report $f missing"; fi
+    done
+    if ls "$TMP"/runs/cli/events.out.tfevents.* > /dev/null 2>&1 && [ -s "$TMP/runs/cli/projector_config.pbtxt" ]; then
+        pass
+    else
+        fail "no TensorBoard event file or projector in the run directory"
+    fi
+    expect 0 "pretrained encoder:" -- "$SIMCLR" finetune "$TMP/runs/cli" --label-fraction 0.005 --set finetune.epochs=1 \
+        --set finetune.batch_size=30 --set finetune.baseline=false --set eval.probe_test_samples=100
+    if [ "$(grep -vc '^#' "$TMP/runs/cli/finetune/labels-0.5pct/label_subset.txt" 2>/dev/null)" = 300 ] &&
+        [ -s "$TMP/runs/cli/finetune/labels-0.5pct/report.json" ]; then
+        pass
+    else
+        fail "finetune outputs: $(ls "$TMP/runs/cli/finetune/labels-0.5pct" 2>&1)"
+    fi
+    expect 2 "finetune.label_fraction: 2 is out of range" -- "$SIMCLR" finetune "$TMP/runs/cli" --label-fraction 2
+    if python3 -c "import matplotlib" 2>/dev/null; then
+        expect 0 "knn.png" -- python3 "$(dirname "$0")/../tools/plot_run.py" "$TMP/runs/cli"
+    else
+        echo "note: python3-matplotlib not installed; tools/plot_run.py is not run"
+    fi
 
     # Ctrl-C: stop at a step boundary, save a checkpoint, exit 130
     "$SIMCLR" train --device cpu --set run.dir="$TMP/runs" --name sigint --set model.width=0.0625 \

@@ -4,7 +4,8 @@
 # is present and rebuilds only what changed.
 #
 #   tools/setup.sh                      # Release build
-#   WITH_TEST_DEPS=1 tools/setup.sh     # also PyTorch/torchvision for the parity tests
+#   WITH_TEST_DEPS=1 tools/setup.sh     # also PyTorch/torchvision for the parity tests and the
+#                                       # TensorBoard reader (PyPI, pinned) in $BUILD_DIR/tb-venv
 #   BUILD_DIR=build-asan CMAKE_ARGS=-DSIMCLR_SANITIZE=ON tools/setup.sh
 #
 # The CUDA backend is built when a CUDA toolkit is found (/usr/local/cuda); it is not
@@ -12,10 +13,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev
-dataset-fashion-mnist"
+PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev libpng-dev
+dataset-fashion-mnist python3 python3-matplotlib"
 if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
-    PACKAGES="$PACKAGES python3 python3-numpy python3-torch python3-torchvision"
+    PACKAGES="$PACKAGES python3-numpy python3-torch python3-torchvision python3-venv python3-pil"
 fi
 
 missing=""
@@ -36,3 +37,15 @@ fi
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j "$(nproc)"
+
+# The real TensorBoard reader for tests/test_tensorboard.c: Debian 12 does not package it, so
+# it comes from PyPI (pinned) into a venv inside the build directory.
+if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
+    VENV="$BUILD_DIR/tb-venv"
+    if ! "$VENV/bin/python" -c "import tensorboard.backend.event_processing.event_accumulator" 2>/dev/null; then
+        echo "setup: installing the TensorBoard reader into $VENV"
+        rm -rf "$VENV"
+        /usr/bin/python3 -m venv --system-site-packages "$VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tools/requirements-tensorboard.txt
+    fi
+fi

@@ -144,6 +144,26 @@ typedef struct sc_backend_ops {
     void (*optim_step)(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
                        sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
                        const sc_tensor *lr);
+
+    /* ---- supervised loss, monitoring and evaluation ---- */
+    /* Softmax cross-entropy of logits [N, K] against labels [N] (I32, each in [0, K)):
+     * loss[1] = (1/N) sum_i (logsumexp_k l_ik - l_{i,y_i}) (max-subtracted); accuracy[1] (may
+     * be NULL) = fraction of rows whose first maximum is at the label; dlogits (may be NULL) =
+     * d loss / d logits = (softmax(l_i) - onehot(y_i)) / N. */
+    void (*softmax_xent)(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
+                         sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits);
+    /* out[1] = sum of x^2 over every element of x (any shape), accumulated in double over
+     * fixed-size blocks combined in order (the gradient norm is sqrt of it on the flat
+     * gradient buffer). */
+    void (*sum_squares)(sc_backend *be, const sc_tensor *x, sc_tensor *out);
+    /* Weighted kNN vote: for each query row q_i of queries [Q, F], the k rows of bank [N, F]
+     * with the largest dot products s (rows are L2-normalised, so s is the cosine; ties go to
+     * the lower bank index) vote for their label: scores[i, c] = sum over those neighbours
+     * with bank_labels == c of exp(s / temperature). bank_labels [N] I32 in [0, C);
+     * scores [Q, C]; 1 <= k <= N. */
+    void (*knn_scores)(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,
+                       const sc_tensor *bank_labels, int k, double temperature,
+                       sc_tensor *scores);
 } sc_backend_ops;
 
 struct sc_backend {
@@ -223,6 +243,11 @@ void sc_op_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *los
 void sc_op_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
                       sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
                       const sc_tensor *lr);
+void sc_op_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
+                        sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits);
+void sc_op_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out);
+void sc_op_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,
+                      const sc_tensor *bank_labels, int k, double temperature, sc_tensor *scores);
 
 #ifdef __cplusplus
 }

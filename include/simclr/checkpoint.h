@@ -61,6 +61,11 @@ sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_config *cfg
  * architecture). ts and config_yaml may be NULL; *config_yaml is malloc'ed. */
 sc_status sc_checkpoint_load(const char *path, sc_model *m, sc_train_state *ts, char **config_yaml);
 
+/* Load only the encoder rows (SC_PARAM_ENCODER: weights and BN statistics) into `m`, whose
+ * head may differ (fine-tuning puts a classifier there); other rows and the optimizer state
+ * are left as they are. */
+sc_status sc_checkpoint_load_encoder(const char *path, sc_model *m);
+
 /* Only the resolved config of a checkpoint (to rebuild the model before loading). */
 sc_status sc_checkpoint_read_config(const char *path, char **config_yaml);
 

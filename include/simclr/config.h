@@ -108,9 +108,35 @@ typedef struct sc_config {
         int batch_size;           /* feature extraction batch */
         int probe_train_samples;  /* 0 = the whole train split */
         int probe_test_samples;   /* 0 = the whole test split */
-        double probe_l2;          /* L2 penalty of the logistic regression */
+        double probe_l2;          /* L2 penalty of the logistic regression (no grid search) */
         int probe_max_iters;      /* L-BFGS iterations */
+        double probe_holdout;     /* train fraction held out to choose the L2 penalty; 0 = probe_l2 */
+        double probe_l2_min, probe_l2_max; /* the log-spaced L2 grid */
+        int probe_l2_points;
+        int every;                /* epochs between kNN evaluations during pretraining; 0 = off */
+        int knn_k;
+        double knn_temperature;
+        int knn_train_samples;    /* kNN monitor bank size; 0 = the whole train split */
+        int knn_test_samples;     /* kNN monitor queries; 0 = the whole test split */
     } eval;
+    struct {
+        int enabled;              /* write events.out.tfevents.* into the run directory */
+        int image_every;          /* steps between grids of augmented view pairs; 0 = first step only */
+        int image_pairs;
+        int histogram_every;      /* steps between weight/gradient histograms; 0 = off */
+        int projector_samples;    /* test images in the embedding projector; 0 = off */
+    } tensorboard;
+    struct {
+        double label_fraction;    /* labelled fraction of the train split (class-balanced) */
+        int64_t subset_seed;      /* picks the labelled subset */
+        double epochs;
+        int batch_size;
+        double lr;                /* base rate, scaled by batch_size / 256 */
+        double momentum;
+        double weight_decay;
+        int nesterov;
+        int baseline;             /* also fine-tune the random initialisation with the same recipe */
+    } finetune;
 } sc_config;
 
 typedef enum sc_cfg_type {

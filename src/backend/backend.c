@@ -376,3 +376,36 @@ void sc_op_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param
     SC_CHECK(lr && sc_tensor_numel(lr) == 1, "optim_step: lr must be a 1-element tensor");
     be->ops->optim_step(be, hp, table, params, grads, state, lr);
 }
+
+void sc_op_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
+                        sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits) {
+    expect_float("softmax_xent", logits);
+    SC_CHECK(logits->ndim == 2 && logits->shape[0] >= 1 && logits->shape[1] >= 1,
+             "softmax_xent: logits must be [N, K] with N, K >= 1");
+    EXPECT("softmax_xent", "labels", labels, SC_I32, logits->shape[0]);
+    EXPECT("softmax_xent", "loss", loss, logits->dtype, 1);
+    if (accuracy) EXPECT("softmax_xent", "accuracy", accuracy, logits->dtype, 1);
+    if (dlogits) expect_same("softmax_xent", "dlogits", dlogits, logits);
+    be->ops->softmax_xent(be, logits, labels, loss, accuracy, dlogits);
+}
+
+void sc_op_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out) {
+    expect_float("sum_squares", x);
+    SC_CHECK(x->data != NULL, "sum_squares: x has no data");
+    EXPECT("sum_squares", "out", out, x->dtype, 1);
+    be->ops->sum_squares(be, x, out);
+}
+
+void sc_op_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,
+                      const sc_tensor *bank_labels, int k, double temperature, sc_tensor *scores) {
+    expect_float("knn_scores", queries);
+    SC_CHECK(queries->ndim == 2 && bank && bank->ndim == 2, "knn_scores: queries and bank must be 2-D");
+    int64_t q = queries->shape[0], f = queries->shape[1], n = bank->shape[0];
+    EXPECT("knn_scores", "bank", bank, queries->dtype, n, f);
+    EXPECT("knn_scores", "bank_labels", bank_labels, SC_I32, n);
+    SC_CHECK(scores && scores->ndim == 2 && scores->shape[1] >= 1, "knn_scores: scores must be [Q, C]");
+    EXPECT("knn_scores", "scores", scores, queries->dtype, q, scores->shape[1]);
+    SC_CHECK(k >= 1 && k <= n, "knn_scores: k = %d must be in [1, %lld]", k, (long long)n);
+    SC_CHECK(temperature > 0.0, "knn_scores: temperature must be positive");
+    be->ops->knn_scores(be, queries, bank, bank_labels, k, temperature, scores);
+}

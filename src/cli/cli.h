@@ -21,6 +21,7 @@ int sc_cmd_info(int argc, char **argv);
 int sc_cmd_bench(int argc, char **argv);
 int sc_cmd_export(int argc, char **argv);
 int sc_cmd_embed(int argc, char **argv);
+int sc_cmd_finetune(int argc, char **argv);
 
 /* Benchmarks, one per file (src/cli/bench_<name>.c), dispatched by cmd_bench.c. */
 int sc_bench_step(int argc, char **argv);
@@ -55,9 +56,14 @@ int sc_cli_parse_ex(int argc, char **argv, sc_cli_opts *o, const char *usage_tex
 sc_status sc_cli_build_config(const sc_cli_opts *o, const char *base_yaml, const char *base_name, sc_config *cfg);
 
 /* A RUN_DIR|CHECKPOINT argument: a run directory gives its newest valid checkpoint (falling
- * back past corrupt ones with a warning), a file is validated. ts receives its state. */
-sc_status sc_cli_resolve_checkpoint(const char *arg, char *out, size_t cap, sc_train_state *ts);
+ * back past corrupt ones with a warning), a file is validated. ts (may be NULL) receives its state;
+ * run_dir (may be NULL) the run the checkpoint belongs to (the parent of its checkpoints/
+ * directory, else its own directory). */
+sc_status sc_cli_resolve_checkpoint(const char *arg, char *out, size_t cap, sc_train_state *ts, char *run_dir,
+                                    size_t run_cap);
 /* The checkpoint's stored config with the --set overrides of `o` applied. */
 sc_status sc_cli_checkpoint_config(const sc_cli_opts *o, const char *ckpt, sc_config *cfg);
+/* "final" for ".../final.safetensors". */
+void sc_cli_checkpoint_stem(const char *ckpt, char *out, size_t cap);
 
 #endif /* SIMCLR_CLI_H */

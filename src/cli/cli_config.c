@@ -83,15 +83,6 @@ sc_status sc_cli_build_config(const sc_cli_opts *o, const char *base_yaml, const
     return sc_config_validate(cfg);
 }
 
-sc_status sc_cli_resolve_checkpoint(const char *arg, char *out, size_t cap, sc_train_state *ts) {
-    struct stat sb;
-    if (stat(arg, &sb) != 0) return sc_errorf(SC_ERR_IO, "%s: no such run directory or checkpoint", arg);
-    if (S_ISDIR(sb.st_mode)) return sc_checkpoint_find_latest(arg, out, cap, NULL, ts);
-    if (strlen(arg) >= cap) return sc_errorf(SC_ERR_IO, "%s: path too long", arg);
-    snprintf(out, cap, "%s", arg);
-    return sc_checkpoint_verify(arg, ts);
-}
-
 sc_status sc_cli_checkpoint_config(const sc_cli_opts *o, const char *ckpt, sc_config *cfg) {
     char *yaml = NULL;
     SC_TRY(sc_checkpoint_read_config(ckpt, &yaml));

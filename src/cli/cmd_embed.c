@@ -52,7 +52,7 @@ int sc_cmd_embed(int argc, char **argv) {
     char ckpt[1200];
     sc_train_state ts;
     sc_config cfg;
-    sc_status st = sc_cli_resolve_checkpoint(opts.pos[0], ckpt, sizeof ckpt, &ts);
+    sc_status st = sc_cli_resolve_checkpoint(opts.pos[0], ckpt, sizeof ckpt, &ts, NULL, 0);
     if (st == SC_OK) st = sc_cli_checkpoint_config(&opts, ckpt, &cfg);
     if (st != SC_OK) return sc_cli_fail(st);
 

@@ -48,7 +48,7 @@ int sc_cmd_export(int argc, char **argv) {
     char ckpt[1200];
     sc_train_state ts;
     sc_config cfg;
-    sc_status st = sc_cli_resolve_checkpoint(opts.pos[0], ckpt, sizeof ckpt, &ts);
+    sc_status st = sc_cli_resolve_checkpoint(opts.pos[0], ckpt, sizeof ckpt, &ts, NULL, 0);
     if (st == SC_OK) st = sc_cli_checkpoint_config(&opts, ckpt, &cfg);
     if (st != SC_OK) return sc_cli_fail(st);
     if (ts.image_size == 0) ts.image_size = default_image_size(&cfg);

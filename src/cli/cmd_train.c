@@ -54,6 +54,10 @@ static void print_summary(const sc_train_result *r) {
                100.0 * p->pretrained.train_accuracy);
         printf("  random init:         %6.2f %% test accuracy  (train %6.2f %%)\n", 100.0 * p->random_init.test_accuracy,
                100.0 * p->random_init.train_accuracy);
+        printf("kNN (k %d, t %g):\n", p->knn_pretrained.k, p->knn_pretrained.temperature);
+        printf("  pretrained encoder:  %6.2f %% test accuracy\n", 100.0 * p->knn_pretrained.top1);
+        printf("  random init:         %6.2f %% test accuracy\n", 100.0 * p->knn_random_init.top1);
+        printf("reports:    %s/eval/final/ (linear.json, knn.json, confusion matrices)\n", r->run_dir);
     }
 }
 

@@ -18,7 +18,9 @@ static const char usage[] =
     "commands:\n"
     "  train          pretrain an encoder (default: Fashion-MNIST, a small ResNet-18, then a linear probe);\n"
     "                 --resume auto|PATH continues a stopped run exactly\n"
-    "  eval linear    linear probe of a trained encoder beside its random initialisation\n"
+    "  eval linear    linear evaluation protocol of a trained encoder beside its random initialisation\n"
+    "  eval knn       weighted kNN evaluation (k 200, t 0.1, cosine) beside the random initialisation\n"
+    "  finetune       fine-tune encoder + linear classifier on a fraction of the labels\n"
     "  export         the encoder as a safetensors file in torchvision's (or timm's) names, OIHW fp32\n"
     "  embed          encoder features of a dataset split, to a safetensors file\n"
     "  info           devices, library versions and build options\n"
@@ -30,7 +32,9 @@ static const char usage[] =
     "  simclr train --set train.epochs=5 --set optim.lr=0.5\n"
     "  simclr train --resume auto                     # continue runs/<run.name> (or start it)\n"
     "  simclr eval linear runs/fashion_mnist\n"
-    "  simclr export runs/fashion_mnist --out encoder.safetensors\n";
+    "  simclr export runs/fashion_mnist --out encoder.safetensors\n"
+    "  simclr finetune runs/fashion_mnist --label-fraction 0.1\n"
+    "  python3 tools/plot_run.py runs/fashion_mnist     # loss, lr, kNN, throughput curves as PNG\n";
 
 int sc_cli_fail(sc_status st) {
     fprintf(stderr, "simclr: error: %s\n", sc_last_error()[0] ? sc_last_error() : sc_status_name(st));
@@ -85,6 +89,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return sc_cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0) return sc_cmd_export(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0) return sc_cmd_embed(argc - 1, argv + 1);
+    if (strcmp(cmd, "finetune") == 0) return sc_cmd_finetune(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return SC_EXIT_OK;

@@ -882,6 +882,7 @@ sc_status sc_config_validate(const sc_config *cfg) {
                    cfg->augment.crop_ratio_max));
     SC_TRY(ordered("augment.blur_sigma_min", cfg->augment.blur_sigma_min, "augment.blur_sigma_max",
                    cfg->augment.blur_sigma_max));
+    SC_TRY(ordered("eval.probe_l2_min", cfg->eval.probe_l2_min, "eval.probe_l2_max", cfg->eval.probe_l2_max));
     if (cfg->data.mean_count != cfg->data.std_count)
         return sc_errorf(SC_ERR_CONFIG,
                          "data.mean has %d values but data.std has %d; give both, one value per channel, "

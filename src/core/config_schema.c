@@ -181,6 +181,45 @@ static const sc_config_entry schema[] = {
         "Test images used to score the probe; 0 uses the whole test split."),
     FLOAT(eval.probe_l2, 0, 1e3, "1.0e-4", "L2 penalty of the probe's logistic regression."),
     INT(eval.probe_max_iters, 1, 100000, "200", "Maximum L-BFGS iterations when fitting the probe."),
+    FLOAT(eval.probe_holdout, 0, 0.5, "0.1",
+          "Fraction of the probe's train images held out to choose the L2 penalty from the grid "
+          "(then refit on all of them); 0 uses eval.probe_l2."),
+    FLOAT(eval.probe_l2_min, 1e-12, 1e3, "1.0e-6", "Smallest L2 penalty of the probe's grid."),
+    FLOAT(eval.probe_l2_max, 1e-12, 1e3, "0.1", "Largest L2 penalty of the probe's grid."),
+    INT(eval.probe_l2_points, 1, 32, "6", "L2 penalties in the grid, log-spaced from probe_l2_min to probe_l2_max."),
+    INT(eval.every, 0, 1000000, "0",
+        "Epochs between kNN evaluations of the encoder during pretraining; 0 turns the monitor off."),
+    INT(eval.knn_k, 1, 100000, "200", "Neighbours that vote in the kNN evaluation (InstDisc and lightly: 200)."),
+    FLOAT(eval.knn_temperature, 1e-4, 100, "0.1", "Temperature t of the kNN votes exp(cosine / t)."),
+    INT(eval.knn_train_samples, 0, 1e9, "0",
+        "Train images in the kNN monitor's feature bank; 0 uses the whole train split."),
+    INT(eval.knn_test_samples, 0, 1e9, "0", "Test images the kNN monitor classifies; 0 uses the whole test split."),
+
+    /* tensorboard */
+    BOOL(tensorboard.enabled, "true",
+         "Write TensorBoard event files (scalars, images, histograms, projector) into the run directory."),
+    INT(tensorboard.image_every, 0, 1e9, "500",
+        "Steps between images of augmented view pairs; 0 writes only the first step's."),
+    INT(tensorboard.image_pairs, 1, 64, "8", "View pairs shown in each image."),
+    INT(tensorboard.histogram_every, 0, 1e9, "200", "Steps between weight and gradient histograms; 0 turns them off."),
+    INT(tensorboard.projector_samples, 0, 100000, "1000",
+        "Test images whose encoder features go to the embedding projector at the end; 0 turns it off."),
+
+    /* finetune */
+    FLOAT(finetune.label_fraction, 0.0001, 1, "0.1",
+          "Fraction of the train split whose labels fine-tuning uses, equal per class (SimCLR: 0.01 and 0.1)."),
+    INT(finetune.subset_seed, 0, 9223372036854775807.0, "0",
+        "Seed that picks the labelled subset; its indices are recorded in the fine-tuning directory."),
+    FLOAT(finetune.epochs, 1e-6, 1e6, "30", "Fine-tuning epochs over the labelled subset (SimCLR: 60 at 1%, 30 at 10%)."),
+    INT(finetune.batch_size, 2, 1048576, "256", "Images per fine-tuning step."),
+    FLOAT(finetune.lr, 0, 1000, "0.05",
+          "Base fine-tuning learning rate, multiplied by batch_size/256 (SimCLR: 0.05, i.e. 0.8 at 4096)."),
+    FLOAT(finetune.momentum, 0, 0.999999, "0.9", "Momentum of the fine-tuning SGD."),
+    FLOAT(finetune.weight_decay, 0, 1, "0", "Weight decay while fine-tuning (SimCLR: none)."),
+    BOOL(finetune.nesterov, "true", "Nesterov momentum while fine-tuning (SimCLR: yes)."),
+    BOOL(finetune.baseline, "true",
+         "Also fine-tune the same encoder at its random initialisation (supervised training from "
+         "scratch on the same labels) as the baseline."),
 };
 
 const sc_config_entry *sc_config_schema(int *count) {

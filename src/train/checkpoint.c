@@ -531,3 +531,22 @@ sc_status sc_checkpoint_check_config(const char *what, const sc_config *saved, c
                          what, nrefused, nrefused > 1 ? "s" : "", refused);
     return SC_OK;
 }
+
+/* ---- the encoder alone (fine-tuning) -------------------------------------------------------- */
+
+sc_status sc_checkpoint_load_encoder(const char *path, sc_model *m) {
+    sc_safetensors st;
+    SC_TRY(open_checked(path, &st, NULL));
+    const sc_param_table *t = sc_model_params(m);
+    sc_dtype dt = sc_model_dtype(m);
+    sc_tensor pb = sc_model_param_buffer(m);
+    void *params = malloc(sc_tensor_nbytes(&pb) ? sc_tensor_nbytes(&pb) : 1);
+    sc_status rc = params ? SC_OK : sc_errorf(SC_ERR_NOMEM, "%s: out of memory", path);
+    if (rc == SC_OK) sc_tensor_download(sc_model_backend(m), params, &pb); /* keep the non-encoder rows */
+    for (int i = 0; i < t->count && rc == SC_OK; i++)
+        if (t->rows[i].flags & SC_PARAM_ENCODER) rc = take(&st, t->rows[i].name, &t->rows[i], dt, params);
+    if (rc == SC_OK) sc_tensor_upload(sc_model_backend(m), &pb, params);
+    free(params);
+    sc_safetensors_close(&st);
+    return rc;
+}

@@ -1,28 +1,35 @@
 /*
- * probe.c - frozen-feature extraction and the linear probe (see include/simclr/eval.h).
+ * probe.c - frozen-feature extraction and the linear protocol (see include/simclr/eval.h).
  *
  * Logistic regression runs on the host in double precision with OpenBLAS: the features are
- * small ([N, F] with F = 64..2048), so the fit takes seconds. The optimiser is L-BFGS with
- * a memory of 10 pairs and a backtracking (Armijo) line search.
+ * small ([N, F] with F = 64..2048), so a fit takes seconds. The optimiser is L-BFGS with a
+ * memory of 10 pairs and a backtracking (Armijo) line search. The L2 penalty is chosen by
+ * fitting each grid value on the train rows minus a class-stratified held-out part and
+ * scoring that part (ties go to the larger penalty), then refitting on every train row.
  */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "simclr/eval.h"
 #include "simclr/log.h"
+#include "simclr/rng.h"
 
 /* ---- features ---------------------------------------------------------------------------- */
 
 sc_status sc_extract_features(sc_model *m, const sc_dataset *ds, const sc_augment_params *aug,
                               int batch_size, int workers, int64_t limit, float **features,
                               int64_t *count) {
+    return sc_extract_outputs(m, ds, aug, batch_size, workers, limit, 0, features, count);
+}
+
+sc_status sc_extract_outputs(sc_model *m, const sc_dataset *ds, const sc_augment_params *aug, int batch_size,
+                             int workers, int64_t limit, int head, float **features, int64_t *count) {
     *features = NULL;
     sc_dataset view = *ds; /* a shallow copy limited to the first `limit` images */
     if (limit > 0 && limit < view.count) view.count = limit;
-    int f = sc_model_feature_dim(m), side = aug->out_size, ch = aug->out_channels;
+    int f = head ? sc_model_out_dim(m) : sc_model_feature_dim(m), side = aug->out_size, ch = aug->out_channels;
     sc_backend *be = sc_model_backend(m);
     sc_dtype dt = sc_model_dtype(m);
     SC_TRY(sc_model_plan(m, batch_size, side, side));
@@ -53,7 +60,10 @@ sc_status sc_extract_features(sc_model *m, const sc_dataset *ds, const sc_augmen
             sc_tensor_upload(be, &x, b->views);
         }
         sc_tensor h;
-        sc_model_forward(m, &x, 0, &h, NULL);
+        if (head)
+            sc_model_forward(m, &x, 0, NULL, &h);
+        else
+            sc_model_forward(m, &x, 0, &h, NULL);
         if (dt == SC_F64) {
             sc_tensor_download(be, tmp, &h);
             for (int64_t i = 0; i < (int64_t)b->samples * f; i++) out[done * f + i] = (float)tmp[i];
@@ -205,21 +215,28 @@ static int lbfgs(const logreg *p, double *theta, int max_iters, double *final_lo
     return it;
 }
 
-static double accuracy(const double *x, const int32_t *y, int64_t n, int d, int k, const double *theta) {
+/* Logits x W^T + b of n rows into out [n, k] (when out != NULL); returns the top-1 accuracy
+ * (first maximum) and, in *top5, the top-min(5, k) accuracy with the ranking of metrics.c. */
+static double score_rows(const double *x, const int32_t *y, int64_t n, int d, int k, const double *theta,
+                         float *out, double *top5) {
     const double *w = theta, *b = theta + (size_t)k * d;
-    int64_t correct = 0;
+    double *row = malloc((size_t)k * sizeof *row);
+    SC_CHECK(row != NULL, "out of memory scoring %d classes", k);
+    int64_t correct = 0, correct5 = 0;
+    int kk = k < 5 ? k : 5;
     for (int64_t i = 0; i < n; i++) {
-        int best = 0;
-        double best_v = -INFINITY;
+        int best = 0, above = 0;
         for (int c = 0; c < k; c++) {
-            double v = b[c] + dot(x + i * d, w + (size_t)c * d, (size_t)d);
-            if (v > best_v) {
-                best_v = v;
-                best = c;
-            }
+            row[c] = b[c] + dot(x + i * d, w + (size_t)c * d, (size_t)d);
+            if (row[c] > row[best]) best = c;
+            if (out) out[i * k + c] = (float)row[c];
         }
+        for (int c = 0; c < k; c++) above += row[c] > row[y[i]] || (row[c] == row[y[i]] && c < y[i]);
         correct += best == y[i];
+        correct5 += above < kk;
     }
+    free(row);
+    if (top5) *top5 = n ? (double)correct5 / (double)n : 0.0;
     return n ? (double)correct / (double)n : 0.0;
 }
 
@@ -231,7 +248,8 @@ static void standardise(const float *x, int64_t n, int d, const double *mean, co
 
 sc_status sc_logreg_fit(const float *xtr, const int32_t *ytr, int64_t ntr, const float *xte,
                         const int32_t *yte, int64_t nte, int dim, int classes,
-                        const sc_logreg_options *opt, sc_logreg_result *res) {
+                        const sc_logreg_options *opt, sc_logreg_result *res, float *test_scores) {
+    memset(res, 0, sizeof *res);
     if (ntr < 1 || dim < 1 || classes < 2) return sc_errorf(SC_ERR_ARG, "logistic regression needs samples, features and 2+ classes");
     for (int64_t i = 0; i < ntr; i++)
         if (ytr[i] < 0 || ytr[i] >= classes) return sc_errorf(SC_ERR_DATA, "train label %d of sample %lld is outside [0, %d)", ytr[i], (long long)i, classes);
@@ -259,8 +277,9 @@ sc_status sc_logreg_fit(const float *xtr, const int32_t *ytr, int64_t ntr, const
     standardise(xte, nte, dim, mean, sd, xt);
     logreg p = {.x = xs, .y = ytr, .n = ntr, .d = dim, .k = classes, .l2 = opt->l2, .logits = logits};
     res->iterations = lbfgs(&p, theta, opt->max_iters, &res->train_loss);
-    res->train_accuracy = accuracy(xs, ytr, ntr, dim, classes, theta);
-    res->test_accuracy = accuracy(xt, yte, nte, dim, classes, theta);
+    res->l2 = opt->l2;
+    res->train_accuracy = score_rows(xs, ytr, ntr, dim, classes, theta, NULL, NULL);
+    res->test_accuracy = score_rows(xt, yte, nte, dim, classes, theta, test_scores, &res->test_top5);
 done:
     free(mean);
     free(sd);
@@ -271,60 +290,99 @@ done:
     return rc;
 }
 
-/* ---- the probe with its random-init baseline ------------------------------------------------ */
+/* ---- the linear protocol --------------------------------------------------------------------- */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+sc_linear_options sc_linear_options_from_config(const sc_config *cfg) {
+    sc_linear_options o = {.holdout = cfg->eval.probe_holdout, .l2 = cfg->eval.probe_l2,
+                           .l2_min = cfg->eval.probe_l2_min, .l2_max = cfg->eval.probe_l2_max,
+                           .l2_points = cfg->eval.probe_l2_points, .max_iters = cfg->eval.probe_max_iters,
+                           .seed = (uint64_t)cfg->run.seed};
+    return o;
 }
 
-static sc_status probe_once(sc_model *m, const sc_config *cfg, const sc_dataset *train, const sc_dataset *test,
-                            const sc_augment_params *aug, sc_logreg_result *res, int64_t *ntr, int64_t *nte) {
-    float *ftr = NULL, *fte = NULL;
-    int f = sc_model_feature_dim(m);
-    sc_status rc = sc_extract_features(m, train, aug, cfg->eval.batch_size, cfg->data.workers,
-                                       cfg->eval.probe_train_samples, &ftr, ntr);
-    if (rc == SC_OK)
-        rc = sc_extract_features(m, test, aug, cfg->eval.batch_size, cfg->data.workers,
-                                 cfg->eval.probe_test_samples, &fte, nte);
-    if (rc == SC_OK) {
-        sc_logreg_options lo = {.l2 = cfg->eval.probe_l2, .max_iters = cfg->eval.probe_max_iters};
-        rc = sc_logreg_fit(ftr, train->labels, *ntr, fte, test->labels, *nte, f, train->num_classes, &lo, res);
+/* Mark round(holdout * n_c) rows of every class c as held out (at least 1 and at most
+ * n_c - 1 when the class has 2+ rows): the first of a Philox (seed, SC_RNG_EVAL, view 1)
+ * permutation of the class's rows. held[i] = 1 for held-out rows. Returns the count. */
+static int64_t stratified_holdout(const int32_t *y, int64_t n, int classes, double holdout, uint64_t seed,
+                                  uint8_t *held) {
+    int64_t *rows = malloc((size_t)(n ? n : 1) * sizeof *rows), total = 0;
+    SC_CHECK(rows != NULL, "out of memory choosing %lld held-out rows", (long long)n);
+    memset(held, 0, (size_t)n);
+    for (int c = 0; c < classes; c++) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (y[i] == c) rows[m++] = i;
+        if (m < 2) continue;
+        int64_t take = (int64_t)llround(holdout * (double)m);
+        take = take < 1 ? 1 : take > m - 1 ? m - 1 : take;
+        sc_rng r = sc_rng_make(seed, 0, (uint32_t)c, 1, SC_RNG_EVAL);
+        for (int64_t j = 0; j < take; j++) { /* partial Fisher-Yates: rows[0..take) */
+            int64_t pick = j + (int64_t)sc_rng_below(&r, (uint32_t)(m - j));
+            int64_t t = rows[j];
+            rows[j] = rows[pick];
+            rows[pick] = t;
+            held[rows[j]] = 1;
+        }
+        total += take;
     }
-    free(ftr);
-    free(fte);
-    return rc;
+    free(rows);
+    return total;
 }
 
-sc_status sc_linear_probe(sc_model *m, const sc_config *cfg, sc_probe_report *report) {
-    double t0 = now_seconds();
-    memset(report, 0, sizeof *report);
-    sc_dataset train = {0}, test = {0};
-    sc_status rc = sc_dataset_open(cfg, SC_SPLIT_TRAIN, &train);
-    if (rc == SC_OK) rc = sc_dataset_open(cfg, SC_SPLIT_TEST, &test);
-    if (rc == SC_OK && (!train.labels || !test.labels || train.num_classes < 2))
-        rc = sc_errorf(SC_ERR_DATA, "the linear probe needs a labelled dataset with 2+ classes (%s)", train.name);
-    sc_augment_params aug = sc_augment_params_from_config(cfg, train.channels, train.height);
-    sc_backend *be = sc_model_backend(m);
-    sc_tensor pbuf = sc_model_param_buffer(m);
-    void *trained = malloc(sc_tensor_nbytes(&pbuf));
-    if (rc == SC_OK && !trained) rc = sc_errorf(SC_ERR_NOMEM, "out of memory saving the weights");
-    if (rc == SC_OK) {
-        report->feature_dim = sc_model_feature_dim(m);
-        SC_INFO("linear probe: features of the pretrained encoder");
-        rc = probe_once(m, cfg, &train, &test, &aug, &report->pretrained, &report->train_samples, &report->test_samples);
+sc_status sc_linear_eval(const float *xtr, const int32_t *ytr, int64_t ntr, const float *xte,
+                         const int32_t *yte, int64_t nte, int dim, int classes,
+                         const sc_linear_options *opt, sc_logreg_result *res, float *test_scores) {
+    memset(res, 0, sizeof *res);
+    double l2 = opt->l2;
+    int points = opt->l2_points < 1 ? 1 : opt->l2_points > SC_L2_GRID_MAX ? SC_L2_GRID_MAX : opt->l2_points;
+    if (opt->holdout > 0 && ntr >= 2 * classes) {
+        uint8_t *held = malloc((size_t)ntr);
+        float *xa = malloc((size_t)ntr * (size_t)dim * sizeof *xa), *xb = malloc((size_t)ntr * (size_t)dim * sizeof *xb);
+        int32_t *ya = malloc((size_t)ntr * sizeof *ya), *yb = malloc((size_t)ntr * sizeof *yb);
+        sc_status rc = held && xa && xb && ya && yb ? SC_OK : sc_errorf(SC_ERR_NOMEM, "out of memory splitting %lld train rows", (long long)ntr);
+        int64_t na = 0, nb = 0;
+        if (rc == SC_OK) {
+            res->holdout_samples = stratified_holdout(ytr, ntr, classes, opt->holdout, opt->seed, held);
+            for (int64_t i = 0; i < ntr; i++) {
+                float *dst = held[i] ? xb + nb * dim : xa + na * dim;
+                memcpy(dst, xtr + i * dim, (size_t)dim * sizeof *dst);
+                if (held[i])
+                    yb[nb++] = ytr[i];
+                else
+                    ya[na++] = ytr[i];
+            }
+        }
+        double best = -1.0;
+        for (int g = 0; g < points && rc == SC_OK; g++) {
+            double v = points == 1 ? opt->l2_min
+                                   : exp(log(opt->l2_min) + (log(opt->l2_max) - log(opt->l2_min)) * g / (points - 1));
+            sc_logreg_options lo = {.l2 = v, .max_iters = opt->max_iters};
+            sc_logreg_result r;
+            rc = sc_logreg_fit(xa, ya, na, xb, yb, nb, dim, classes, &lo, &r, NULL);
+            if (rc != SC_OK) break;
+            res->grid_l2[g] = v;
+            res->grid_holdout_accuracy[g] = r.test_accuracy;
+            res->grid_count = g + 1;
+            if (r.test_accuracy >= best) { /* ties: the larger penalty */
+                best = r.test_accuracy;
+                l2 = v;
+            }
+            SC_DEBUG("linear eval: l2 %.3g -> %.4f on %lld held-out rows", v, r.test_accuracy, (long long)nb);
+        }
+        free(held);
+        free(xa);
+        free(xb);
+        free(ya);
+        free(yb);
+        if (rc != SC_OK) return rc;
     }
-    if (rc == SC_OK) {
-        SC_INFO("linear probe: the same encoder at random initialisation (seed %lld)", (long long)cfg->run.seed);
-        sc_tensor_download(be, trained, &pbuf);
-        sc_model_init_params(m, (uint64_t)cfg->run.seed);
-        rc = probe_once(m, cfg, &train, &test, &aug, &report->random_init, &report->train_samples, &report->test_samples);
-        sc_tensor_upload(be, &pbuf, trained);
-    }
-    free(trained);
-    sc_dataset_free(&train);
-    sc_dataset_free(&test);
-    report->seconds = now_seconds() - t0;
-    return rc;
+    sc_logreg_options lo = {.l2 = l2, .max_iters = opt->max_iters};
+    sc_logreg_result final;
+    SC_TRY(sc_logreg_fit(xtr, ytr, ntr, xte, yte, nte, dim, classes, &lo, &final, test_scores));
+    final.grid_count = res->grid_count;
+    final.holdout_samples = res->holdout_samples;
+    memcpy(final.grid_l2, res->grid_l2, sizeof final.grid_l2);
+    memcpy(final.grid_holdout_accuracy, res->grid_holdout_accuracy, sizeof final.grid_holdout_accuracy);
+    *res = final;
+    return SC_OK;
 }

@@ -21,6 +21,7 @@ typedef struct sc_progress {
 typedef struct sc_progress_values {
     int64_t step, epoch;
     double loss, accuracy, lr, images_per_s, wait_fraction;
+    double grad_norm; /* of the last step, at logging points */
 } sc_progress_values;
 
 /* mode: sc_progress_mode (auto: a line when stderr is a terminal). first_step: the step the

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "monitor.h"
 #include "progress.h"
 #include "simclr/backend.h"
 #include "simclr/checkpoint.h"
@@ -209,9 +210,11 @@ typedef struct trainer {
     int64_t last_saved;        /* step of the newest checkpoint on disk, -1 when none */
     int resumed_final;         /* continued from final.safetensors */
     char resumed_path[1100];   /* the checkpoint continued from, "" for a new run */
+    sc_monitor mon; /* TensorBoard and the kNN monitor */
 } trainer;
 
 static void trainer_release(trainer *t) {
+    sc_monitor_close(&t->mon);
     if (t->have_opt) sc_optimizer_free(&t->opt);
     if (t->have_loss) sc_loss_free(&t->loss);
     if (t->be) sc_backend_free(t->be, t->xdev);
@@ -243,8 +246,8 @@ static sc_status save_checkpoint(trainer *t, const sc_train_state *ts, const cha
 
 static void write_metrics(FILE *f, const sc_progress_values *v, double elapsed) {
     fprintf(f, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.9g, \"contrastive_acc\": %.9g, \"lr\": %.9g, "
-               "\"images_per_s\": %.6g, \"data_wait\": %.6g, \"elapsed_s\": %.6g}\n",
-            v->step, v->epoch, v->loss, v->accuracy, v->lr, v->images_per_s, v->wait_fraction, elapsed);
+               "\"images_per_s\": %.6g, \"data_wait\": %.6g, \"grad_norm\": %.6g, \"elapsed_s\": %.6g}\n",
+            v->step, v->epoch, v->loss, v->accuracy, v->lr, v->images_per_s, v->wait_fraction, v->grad_norm, elapsed);
     fflush(f);
 }
 
@@ -366,6 +369,7 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     sc_optim_hparams hp = sc_optim_hparams_from_config(cfg);
     SC_TRY(sc_optimizer_init(&t->opt, t->be, &hp, &sched, SC_F32));
     t->have_opt = 1;
+    SC_TRY(sc_monitor_open(&t->mon, cfg, t->run_dir, &t->data, &aug, t->metrics));
     SC_INFO("optimizer %s: peak lr %.4g (%s scaling of %.4g at batch %d), %lld warmup + cosine to step %lld, wd %g, tau %g",
             sc_config_enum_name("optim.name", cfg->optim.name), sched.peak_lr,
             sc_config_enum_name("optim.lr_scaling", cfg->optim.lr_scaling), cfg->optim.lr, cfg->train.batch_size,
@@ -406,6 +410,7 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         /* x [2B, S, S, C] -> z [2B, D] -> loss -> dz -> gradients -> update */
         sc_tensor x = sc_tensor_4d(t->xdev, SC_F32, (int64_t)b->samples * 2, b->height, b->width, b->channels);
         sc_tensor_upload(t->be, &x, b->views);
+        sc_monitor_views(&t->mon, ts.step + 1, b);
         sc_loader_release(t->loader, b);
         sc_tensor z, dz;
         sc_model_forward(t->model, &x, 1, NULL, &z);
@@ -424,7 +429,8 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
             break;
         }
         ts.step++;
-        if (++ts.batch_in_epoch == per_epoch) {
+        int epoch_done = ++ts.batch_in_epoch == per_epoch;
+        if (epoch_done) {
             ts.batch_in_epoch = 0;
             ts.epoch++;
         }
@@ -436,9 +442,11 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
                                 .images_per_s = (double)(ts.step - first) * cfg->train.batch_size / elapsed,
                                 .wait_fraction = wait / elapsed};
         sc_progress_update(&prog, &v);
-        if (ts.step % cfg->run.log_every == 0 || ts.step == total) {
+        int logged = ts.step % cfg->run.log_every == 0 || ts.step == total;
+        if (logged) {
             v.loss = ts.window_loss / (double)ts.window_steps;
             v.accuracy = ts.window_acc / (double)ts.window_steps;
+            v.grad_norm = sc_model_grad_norm(t->model);
             write_metrics(t->metrics, &v, t->start.elapsed_s + elapsed);
             if (first_window) res->first_loss = v.loss;
             first_window = 0;
@@ -446,7 +454,9 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
             ts.window_loss = ts.window_acc = 0.0;
             ts.window_steps = 0;
         }
-        if (cfg->train.checkpoint_every > 0 && ts.step % cfg->train.checkpoint_every == 0 && ts.step < total) {
+        sc_monitor_step(&t->mon, t->model, &v, logged);
+        if (epoch_done) rc = sc_monitor_epoch_end(&t->mon, t->model, ts.epoch, ts.step);
+        if (rc == SC_OK && cfg->train.checkpoint_every > 0 && ts.step % cfg->train.checkpoint_every == 0 && ts.step < total) {
             char file[64];
             snprintf(file, sizeof file, "step_%08lld.safetensors", (long long)ts.step);
             ts.elapsed_s = t->start.elapsed_s + (sc_now() - start);
@@ -475,7 +485,8 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
             sc_progress_values v = {.step = ts.step, .epoch = ts.epoch, .loss = ts.window_loss / (double)ts.window_steps,
                                     .accuracy = ts.window_acc / (double)ts.window_steps, .lr = t->opt.last_lr,
                                     .images_per_s = res->images_per_second,
-                                    .wait_fraction = res->seconds > 0 ? wait / res->seconds : 0.0};
+                                    .wait_fraction = res->seconds > 0 ? wait / res->seconds : 0.0,
+                                    .grad_norm = sc_model_grad_norm(t->model)};
             write_metrics(t->metrics, &v, ts.elapsed_s);
             if (first_window) res->first_loss = v.loss;
             res->final_loss = v.loss;
@@ -491,9 +502,14 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
 static void write_probe_metrics(FILE *f, const sc_probe_report *p) {
     fprintf(f, "{\"event\": \"linear_probe\", \"train_samples\": %" PRId64 ", \"test_samples\": %" PRId64
                ", \"feature_dim\": %d, \"pretrained_train_acc\": %.6f, \"pretrained_test_acc\": %.6f, "
-               "\"random_init_train_acc\": %.6f, \"random_init_test_acc\": %.6f, \"seconds\": %.3f}\n",
+               "\"pretrained_test_top5\": %.6f, \"pretrained_l2\": %g, \"random_init_train_acc\": %.6f, "
+               "\"random_init_test_acc\": %.6f, \"random_init_test_top5\": %.6f, \"random_init_l2\": %g, "
+               "\"pretrained_knn_top1\": %.6f, \"pretrained_knn_top5\": %.6f, \"random_init_knn_top1\": %.6f, "
+               "\"random_init_knn_top5\": %.6f, \"knn_k\": %d, \"seconds\": %.3f}\n",
             p->train_samples, p->test_samples, p->feature_dim, p->pretrained.train_accuracy,
-            p->pretrained.test_accuracy, p->random_init.train_accuracy, p->random_init.test_accuracy, p->seconds);
+            p->pretrained.test_accuracy, p->pretrained.test_top5, p->pretrained.l2, p->random_init.train_accuracy,
+            p->random_init.test_accuracy, p->random_init.test_top5, p->random_init.l2, p->knn_pretrained.top1,
+            p->knn_pretrained.top5, p->knn_random_init.top1, p->knn_random_init.top5, p->knn_pretrained.k, p->seconds);
     fflush(f);
 }
 
@@ -505,17 +521,21 @@ static sc_status train_impl(const sc_config *cfg, const sc_resume_point *rp, sc_
     t.lock_fd = -1;
     sc_status rc = setup(&t, cfg, rp, res);
     if (rc == SC_OK) rc = run_loop(&t, res);
-    if (rc == SC_OK && cfg->eval.linear_probe && !res->already_complete) {
-        rc = sc_linear_probe(t.model, cfg, &res->probe);
+    if (rc == SC_OK && cfg->eval.linear_probe) {
+        char eval_dir[1100];
+        snprintf(eval_dir, sizeof eval_dir, "%s/eval/final", t.run_dir);
+        rc = sc_evaluate_encoder(t.model, cfg, SC_EVAL_LINEAR | SC_EVAL_KNN, eval_dir, res->checkpoint, &res->probe);
         if (rc == SC_OK) {
             res->probed = 1;
             write_probe_metrics(t.metrics, &res->probe);
-            SC_INFO("linear probe on %lld/%lld images, %d features: pretrained %.2f%% test accuracy, random init %.2f%% (%.1f s)",
+            SC_INFO("linear probe on %lld/%lld images, %d features: pretrained %.2f%% test accuracy, random init %.2f%%; "
+                    "kNN %.2f%% vs %.2f%% (%.1f s)",
                     (long long)res->probe.train_samples, (long long)res->probe.test_samples, res->probe.feature_dim,
                     100.0 * res->probe.pretrained.test_accuracy, 100.0 * res->probe.random_init.test_accuracy,
-                    res->probe.seconds);
+                    100.0 * res->probe.knn_pretrained.top1, 100.0 * res->probe.knn_random_init.top1, res->probe.seconds);
         }
     }
+    if (rc == SC_OK) sc_monitor_final(&t.mon, t.model, res->steps, res->probed ? &res->probe : NULL);
     if (rc != SC_OK && t.log_file) fprintf(t.log_file, "error: %s\n", sc_last_error()); /* main prints it */
     trainer_release(&t);
     stop_requested = 0; /* consumed */

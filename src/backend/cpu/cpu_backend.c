@@ -73,6 +73,9 @@ static const sc_backend_ops cpu_ops = {
     .l2norm_bwd = sc_cpu_l2norm_bwd,
     .ntxent = sc_cpu_ntxent,
     .optim_step = sc_cpu_optim_step,
+    .softmax_xent = sc_cpu_softmax_xent,
+    .sum_squares = sc_cpu_sum_squares,
+    .knn_scores = sc_cpu_knn_scores,
 };
 
 sc_status sc_cpu_backend_create(const sc_backend_options *opt, sc_backend **out) {

@@ -15,8 +15,15 @@
  * The reference materialises the [2N, 2N] similarity matrix (fine at CPU batch sizes); the
  * fused CUDA kernel never does. Accuracy counts anchors whose positive logit is strictly
  * greater than every negative logit.
+ *
+ * Softmax cross-entropy (the fine-tuning loss) on logits l [N, K] and labels y:
+ *
+ *   loss = (1/N) sum_i (logsumexp_k l_ik - l_{i,y_i}),   d loss / d l_ik = (p_ik - [k = y_i]) / N
+ *
+ * with p the row softmax; accuracy counts rows whose FIRST maximum is at the label.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include <cblas.h>
@@ -50,6 +57,23 @@ void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *lo
         if (accuracy) *(float *)accuracy->data = (float)a;
     } else {
         ntxent_f64(z->data, rows, dim, tau, &l, &a, dz ? dz->data : NULL);
+        *(double *)loss->data = l;
+        if (accuracy) *(double *)accuracy->data = a;
+    }
+}
+
+void sc_cpu_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
+                         sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits) {
+    (void)be;
+    int64_t n = logits->shape[0], k = logits->shape[1];
+    double l, a;
+    void *dl = dlogits ? dlogits->data : NULL;
+    if (logits->dtype == SC_F32) {
+        softmax_xent_f32(logits->data, labels->data, n, k, &l, &a, dl);
+        *(float *)loss->data = (float)l;
+        if (accuracy) *(float *)accuracy->data = (float)a;
+    } else {
+        softmax_xent_f64(logits->data, labels->data, n, k, &l, &a, dl);
         *(double *)loss->data = l;
         if (accuracy) *(double *)accuracy->data = a;
     }

@@ -46,6 +46,7 @@ void sc_cpu_maxpool_bwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *
                         const sc_tensor *dy, sc_tensor *dx);
 void sc_cpu_avgpool_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y);
 void sc_cpu_avgpool_bwd(sc_backend *be, const sc_tensor *dy, sc_tensor *dx);
+void sc_cpu_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out);
 
 /* cpu_linear.c */
 void sc_cpu_linear_fwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *b,
@@ -56,6 +57,12 @@ void sc_cpu_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, c
 /* cpu_loss.c */
 void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
                    sc_tensor *accuracy, sc_tensor *dz);
+void sc_cpu_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
+                         sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits);
+
+/* cpu_knn.c */
+void sc_cpu_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,
+                       const sc_tensor *bank_labels, int k, double temperature, sc_tensor *scores);
 
 /* cpu_optim.c */
 void sc_cpu_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
