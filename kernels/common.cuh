@@ -1,6 +1,7 @@
 /*
- * common.cuh - what every CUDA file shares (kernels/*.cu and the C files of src/backend/cuda):
- * the checked-call macro and launch helpers. It is plain C as well as CUDA C++.
+ * common.cuh - what every CUDA file shares (the .cu files of kernels/ and the C files of
+ * src/backend/cuda): the checked-call macro and launch helpers. It is plain C as well as
+ * CUDA C++.
  *
  * A failed CUDA call is a broken invariant (or a dead device): it aborts through
  * sc_abort_impl with the call, CUDA's error string, the current device and file:line; the

@@ -26,6 +26,9 @@ void sc_cuda_philox_fill(uint32_t *out, long long n, uint64_t seed, uint32_t epo
                          uint32_t purpose, cudaStream_t stream);
 
 /* ---- elementwise.cu (semantics of the matching sc_backend_ops entries) ---- */
+/* cudaSuccess when this binary holds code the current GPU can run (checked at backend
+ * creation, so that a GPU of an architecture the build did not target fails clearly). */
+cudaError_t sc_cuda_kernels_loadable(void);
 void sc_cuda_relu_fwd(const float *x, float *y, long long n, cudaStream_t stream);                   /* y may alias x */
 void sc_cuda_relu_bwd(const float *y, const float *dy, float *dx, long long n, cudaStream_t stream); /* dx may alias dy */
 void sc_cuda_add(const float *a, const float *b, float *y, long long n, cudaStream_t stream);        /* y may alias a, b */

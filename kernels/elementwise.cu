@@ -65,6 +65,11 @@ static long long vector_part(long long n, const void *a, const void *b, const vo
     return ok ? n / 4 * 4 : 0;
 }
 
+extern "C" cudaError_t sc_cuda_kernels_loadable(void) {
+    cudaFuncAttributes attr;
+    return cudaFuncGetAttributes(&attr, relu_fwd_scalar);
+}
+
 extern "C" void sc_cuda_relu_fwd(const float *x, float *y, long long n, cudaStream_t s) {
     long long body = vector_part(n, x, y, NULL);
     if (body) {

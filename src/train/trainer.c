@@ -82,6 +82,9 @@ typedef struct trainer {
     sc_loss loss;
     sc_optimizer opt;
     void *xdev; /* [2B, S, S, C] input views on the backend */
+    sc_step_graph *graph; /* the recorded device step (CUDA), once captured */
+    int eager_steps;      /* device steps run without the graph so far */
+    int graph_off;        /* no capture: not configured, not supported, or it failed */
     FILE *log_file, *metrics;
     char run_dir[1024];
     int have_loss, have_opt;
@@ -90,6 +93,7 @@ typedef struct trainer {
 static void trainer_release(trainer *t) {
     if (t->have_opt) sc_optimizer_free(&t->opt);
     if (t->have_loss) sc_loss_free(&t->loss);
+    if (t->be) sc_step_graph_free(t->be, t->graph);
     if (t->be) sc_backend_free(t->be, t->xdev);
     sc_model_destroy(t->model);
     sc_loader_destroy(t->loader);
@@ -119,12 +123,22 @@ static void write_metrics(FILE *f, const sc_progress_values *v, double elapsed) 
     fflush(f);
 }
 
+sc_backend_options sc_train_backend_options(const sc_config *cfg) {
+    sc_backend_options bo = {.threads = cfg->run.threads,
+                             .deterministic = cfg->run.deterministic,
+                             .allow_tf32 = cfg->run.tf32,
+                             .autotune = cfg->run.cudnn_autotune,
+                             .workspace_limit = (size_t)cfg->run.cudnn_workspace_mb << 20};
+    return bo;
+}
+
 static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
     char path[1100];
     SC_TRY(sc_config_validate(cfg));
     /* device and data first: a bad path or device fails before a run directory exists */
-    sc_backend_options bo = {.threads = cfg->run.threads};
+    sc_backend_options bo = sc_train_backend_options(cfg);
     SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
+    t->graph_off = !(cfg->run.cuda_graph && sc_backend_can_capture(t->be));
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
     SC_TRY(sc_run_dir_create(cfg->run.dir, cfg->run.name, t->run_dir, sizeof t->run_dir));
     snprintf(res->run_dir, sizeof res->run_dir, "%s", t->run_dir);
@@ -139,9 +153,13 @@ static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
     if (!(t->metrics = fopen(path, "w"))) return sc_errorf(SC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     SC_TRY(write_run_info(t->run_dir, cfg, t->be));
-    SC_INFO("device %s (%s, %d CPU threads)", cfg->run.device, t->be->ops->name, t->be->threads);
-    if (t->be->kind == SC_DEVICE_CPU && strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0)
-        SC_WARN("a GPU is visible but this build has no CUDA training backend yet: training on the CPU");
+    if (t->be->kind == SC_DEVICE_CPU)
+        SC_INFO("device %s (cpu, %d threads)", cfg->run.device, t->be->threads);
+    else
+        SC_INFO("device %s (%s GPU %d): %s, TF32 %s, step graphs %s", cfg->run.device, t->be->ops->name,
+                t->be->device, t->be->deterministic ? "deterministic" : "fast (not bitwise repeatable)",
+                t->be->allow_tf32 ? "on" : "off",
+                cfg->run.cuda_graph && sc_backend_can_capture(t->be) ? "on" : "off");
 
     sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
     sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
@@ -181,6 +199,46 @@ static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
                             "the input views", &t->xdev);
 }
 
+/* The device part of a step, x [2B, S, S, C] -> z -> loss -> dz -> gradients -> update, with
+ * the learning rate already in opt->lr: no host transfer, so it can be recorded. */
+static void device_step(trainer *t, const sc_tensor *x) {
+    sc_tensor z, dz;
+    sc_model_forward(t->model, x, 1, NULL, &z);
+    sc_loss_compute(&t->loss, &z, &dz);
+    sc_model_backward(t->model, &dz);
+    sc_tensor params = sc_model_param_buffer(t->model), grads = sc_model_grad_buffer(t->model);
+    sc_tensor state = sc_model_state_buffer(t->model);
+    sc_optimizer_apply(&t->opt, sc_model_params(t->model), &params, &grads, &state);
+}
+
+/* Runs the device step: replays the graph when there is one; otherwise runs it, and after
+ * one ordinary step (which sets up plans, scratch and autotuning) records it instead and
+ * replays the recording. Only full batches are recorded (the graph's shapes are fixed). */
+static void run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
+    if (t->graph && full_batch) {
+        sc_step_graph_launch(t->be, t->graph);
+        return;
+    }
+    if (t->graph_off || !full_batch || t->eager_steps == 0) {
+        device_step(t, x);
+        t->eager_steps++;
+        return;
+    }
+    sc_status st = sc_backend_capture_begin(t->be);
+    if (st == SC_OK) {
+        device_step(t, x);
+        st = sc_backend_capture_end(t->be, &t->graph);
+    }
+    if (st != SC_OK) {
+        SC_WARN("running steps without a step graph: %s", sc_last_error());
+        t->graph_off = 1;
+        device_step(t, x);
+        return;
+    }
+    SC_INFO("recorded the training step as a CUDA graph; replaying it from now on");
+    sc_step_graph_launch(t->be, t->graph);
+}
+
 static sc_status run_loop(trainer *t, sc_train_result *res) {
     const sc_config *cfg = t->cfg;
     int64_t per_epoch = sc_loader_batches_per_epoch(t->loader);
@@ -204,15 +262,11 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
 
         /* x [2B, S, S, C] -> z [2B, D] -> loss -> dz -> gradients -> update */
         sc_tensor x = sc_tensor_4d(t->xdev, SC_F32, (int64_t)b->samples * 2, b->height, b->width, b->channels);
+        const int full_batch = b->samples == cfg->train.batch_size;
         sc_tensor_upload(t->be, &x, b->views);
         sc_loader_release(t->loader, b);
-        sc_tensor z, dz;
-        sc_model_forward(t->model, &x, 1, NULL, &z);
-        sc_loss_compute(&t->loss, &z, &dz);
-        sc_model_backward(t->model, &dz);
-        sc_tensor params = sc_model_param_buffer(t->model), grads = sc_model_grad_buffer(t->model);
-        sc_tensor state = sc_model_state_buffer(t->model);
-        sc_optimizer_step(&t->opt, sc_model_params(t->model), &params, &grads, &state, ts.step);
+        sc_optimizer_set_lr(&t->opt, ts.step);
+        run_device_step(t, &x, full_batch);
 
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
