@@ -54,6 +54,7 @@ void *cuda_scratch(cuda_impl *im, size_t bytes, const char *what) {
         SC_FATAL("GPU %d: cannot allocate %.1f MiB of scratch memory for %s: %s", im->device,
                  (double)grow / 1048576.0, what, cudaGetErrorString(err));
     im->scratch_bytes = grow;
+    im->scratch_generation++;
     return im->scratch;
 }
 
@@ -118,6 +119,12 @@ static sc_status cuda_capture_begin(sc_backend *be) {
     return SC_OK;
 }
 
+/* A recorded step: the instantiated graph and the scratch generation its kernels point into. */
+typedef struct cuda_graph {
+    cudaGraphExec_t exec;
+    unsigned scratch_generation;
+} cuda_graph;
+
 static sc_status cuda_capture_end(sc_backend *be, void **out) {
     cuda_impl *im = cuda_of(be);
     SC_CHECK(im->capturing, "capture_end without capture_begin");
@@ -138,17 +145,31 @@ static sc_status cuda_capture_end(sc_backend *be, void **out) {
         return sc_errorf(SC_ERR_DEVICE, "GPU %d: the captured step graph cannot be instantiated: %s", im->device,
                          cudaGetErrorString(err));
     }
-    *out = exec;
+    cuda_graph *g = malloc(sizeof *g);
+    if (!g) {
+        SC_CUDA_CHECK(cudaGraphExecDestroy(exec));
+        return sc_errorf(SC_ERR_NOMEM, "cannot allocate a step graph");
+    }
+    *g = (cuda_graph){.exec = exec, .scratch_generation = im->scratch_generation};
+    *out = g;
     return SC_OK;
 }
 
 static void cuda_graph_launch(sc_backend *be, void *graph) {
-    SC_CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, cuda_of(be)->stream));
+    cuda_impl *im = cuda_of(be);
+    cuda_graph *g = graph;
+    SC_CHECK(g->scratch_generation == im->scratch_generation,
+             "a step graph recorded before the scratch memory grew (an op outside it needed more) points at "
+             "freed memory; record the step again");
+    SC_CUDA_CHECK(cudaGraphLaunch(g->exec, im->stream));
 }
 
 static void cuda_graph_free(sc_backend *be, void *graph) {
     (void)be;
-    if (graph) SC_CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)graph));
+    cuda_graph *g = graph;
+    if (!g) return;
+    SC_CUDA_CHECK(cudaGraphExecDestroy(g->exec));
+    free(g);
 }
 
 /* ---- the table ---------------------------------------------------------------------------- */

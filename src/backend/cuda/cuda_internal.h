@@ -64,7 +64,8 @@ typedef struct cuda_impl {
     void *blas_ws; /* SC_CUDA_BLAS_WORKSPACE bytes for cuBLASLt */
     void *scratch; /* shared temporary memory of the ops, grown outside captures */
     size_t scratch_bytes;
-    int capturing; /* inside capture_begin .. capture_end */
+    unsigned scratch_generation; /* bumped when the scratch moves: recorded graphs go stale */
+    int capturing;               /* inside capture_begin .. capture_end */
     cuda_conv_cache *conv;
     cuda_gemm_cache *gemm;
     cuda_optim_cache *optim;
