@@ -130,7 +130,7 @@ static void check_round_trip(const sc_config *cfg, const char *what) {
 static void test_schema_table(void) {
     int n;
     const sc_config_entry *s = sc_config_schema(&n);
-    CHECKF(n == 82, "%d rows; sc_config has 82 settings", n);
+    CHECKF(n == 87, "%d rows; sc_config has 87 settings", n);
     for (int i = 0; i < n; i++) {
         const sc_config_entry *e = &s[i];
         CHECKF(sc_config_find(e->key) == e, "%s: find", e->key);
@@ -169,6 +169,8 @@ static void test_defaults_match_spec(void) {
     sc_config_defaults(&c);
     CHECK(!strcmp(c.run.name, "simclr") && !strcmp(c.run.dir, "runs") && !strcmp(c.run.device, "auto"));
     CHECK(c.run.seed == 0 && c.run.threads == 0 && c.run.log_every == 50 && c.run.progress == SC_PROGRESS_AUTO);
+    CHECK(!c.run.deterministic && c.run.tf32 && c.run.cuda_graph && !c.run.cudnn_autotune &&
+          c.run.cudnn_workspace_mb == 512);
     CHECK(c.model.arch == SC_ARCH_RESNET50 && c.model.stem == SC_STEM_IMAGENET && c.model.width == 1.0);
     CHECK(c.model.zero_init_residual == 1);
     CHECK(c.model.head.layers == 2 && c.model.head.hidden_dim == 0 && c.model.head.out_dim == 128);

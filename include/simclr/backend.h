@@ -104,6 +104,26 @@ typedef struct sc_backend_ops {
                    const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx,
                    sc_tensor *dgamma, sc_tensor *dbeta);
 
+    /* ---- optional fused batch norm: NULL entries are composed by backend.c from the ops
+     * above (bn, then add, then relu), which defines their semantics ----
+     * y = act(bn(x) + residual) with act = ReLU when relu != 0, else the identity; residual
+     * (may be NULL) has x's shape; y aliases neither x nor residual. Statistics, saved values
+     * and running statistics exactly as bn_fwd_train / bn_fwd_eval. */
+    void (*bn_act_fwd_train)(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                             const sc_tensor *beta, const sc_tensor *residual, int relu, sc_tensor *y,
+                             sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean,
+                             sc_tensor *running_var, double momentum, double eps);
+    void (*bn_act_fwd_eval)(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                            const sc_tensor *beta, const sc_tensor *residual, int relu,
+                            const sc_tensor *running_mean, const sc_tensor *running_var, double eps,
+                            sc_tensor *y);
+    /* Backward of y = relu(bn(x)) (no residual): bn_bwd applied to dy * (y > 0), where y is
+     * the ReLU OUTPUT. dy is consumed: its contents are unspecified afterwards. */
+    void (*bn_relu_bwd)(sc_backend *be, const sc_tensor *x, const sc_tensor *y, const sc_tensor *dy,
+                        const sc_tensor *gamma, const sc_tensor *save_mean,
+                        const sc_tensor *save_invstd, sc_tensor *dx, sc_tensor *dgamma,
+                        sc_tensor *dbeta);
+
     /* ---- elementwise ---- */
     void (*relu_fwd)(sc_backend *be, const sc_tensor *x, sc_tensor *y); /* y may alias x */
     /* dx = dy * (y > 0), using the forward OUTPUT y. dx may alias dy. */
@@ -164,6 +184,15 @@ typedef struct sc_backend_ops {
     void (*knn_scores)(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,
                        const sc_tensor *bank_labels, int k, double temperature,
                        sc_tensor *scores);
+    /* ---- step graphs (optional; NULL where the backend has none, e.g. the CPU) ----
+     * Between capture_begin and capture_end the ops are recorded, not run; capture_end hands
+     * back the recording (a CUDA graph), graph_launch replays it with the same buffers. A
+     * captured sequence must not read or write host memory, and every op in it must have run
+     * once before outside a capture (plans, scratch and autotuning happen on first use). */
+    sc_status (*capture_begin)(sc_backend *be);
+    sc_status (*capture_end)(sc_backend *be, void **graph);
+    void (*graph_launch)(sc_backend *be, void *graph);
+    void (*graph_free)(sc_backend *be, void *graph);
 } sc_backend_ops;
 
 struct sc_backend {
@@ -173,14 +202,17 @@ struct sc_backend {
     int threads;   /* CPU compute threads */
     int deterministic;
     int allow_tf32;
+    int autotune;
     size_t workspace_limit;
     void *impl;    /* backend-private state */
 };
 
 typedef struct sc_backend_options {
     int threads;            /* CPU compute threads; 0 = every core */
-    int deterministic;      /* CUDA: deterministic algorithms only */
+    int deterministic;      /* CUDA: deterministic algorithms only (bitwise repeatable runs) */
     int allow_tf32;         /* CUDA: allow TF32 tensor-core math for fp32 */
+    int autotune;           /* CUDA: time the candidate convolution engines on first use and keep
+                               the fastest (ignored when deterministic) */
     size_t workspace_limit; /* CUDA: convolution workspace budget in bytes (0 = default) */
 } sc_backend_options;
 
@@ -223,6 +255,18 @@ void sc_op_bn_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamm
 void sc_op_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
                   const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx,
                   sc_tensor *dgamma, sc_tensor *dbeta);
+void sc_op_bn_act_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                            const sc_tensor *beta, const sc_tensor *residual, int relu, sc_tensor *y,
+                            sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean,
+                            sc_tensor *running_var, double momentum, double eps);
+void sc_op_bn_act_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                           const sc_tensor *beta, const sc_tensor *residual, int relu,
+                           const sc_tensor *running_mean, const sc_tensor *running_var, double eps,
+                           sc_tensor *y);
+void sc_op_bn_relu_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *y, const sc_tensor *dy,
+                       const sc_tensor *gamma, const sc_tensor *save_mean,
+                       const sc_tensor *save_invstd, sc_tensor *dx, sc_tensor *dgamma,
+                       sc_tensor *dbeta);
 void sc_op_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y);
 void sc_op_relu_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx);
 void sc_op_add(sc_backend *be, const sc_tensor *a, const sc_tensor *b, sc_tensor *y);
@@ -248,6 +292,16 @@ void sc_op_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor
 void sc_op_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out);
 void sc_op_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,
                       const sc_tensor *bank_labels, int k, double temperature, sc_tensor *scores);
+
+/* ---- step graphs: record a sequence of ops once, replay it every step ----
+ * sc_backend_capture_begin fails with SC_ERR_UNSUPPORTED on a backend without graphs (the
+ * caller then simply runs its ops); see the table entries for the rules. */
+typedef struct sc_step_graph sc_step_graph;
+int sc_backend_can_capture(const sc_backend *be);
+sc_status sc_backend_capture_begin(sc_backend *be);
+sc_status sc_backend_capture_end(sc_backend *be, sc_step_graph **out);
+void sc_step_graph_launch(sc_backend *be, sc_step_graph *g);
+void sc_step_graph_free(sc_backend *be, sc_step_graph *g);
 
 #ifdef __cplusplus
 }

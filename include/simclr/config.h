@@ -43,6 +43,12 @@ typedef struct sc_config {
         int threads;             /* CPU compute threads, 0 = all cores */
         int log_every;           /* steps between plain log lines / metrics records */
         int progress;            /* sc_progress_mode */
+        /* GPU execution (ignored on the CPU, which is always deterministic fp32) */
+        int deterministic;       /* deterministic cuDNN engines, fixed reductions: repeatable bits */
+        int tf32;                /* TF32 tensor-core math for fp32 convolutions and products */
+        int cuda_graph;          /* replay each training step as one captured CUDA graph */
+        int cudnn_autotune;      /* time candidate convolution engines on first use */
+        int cudnn_workspace_mb;  /* convolution workspace budget */
     } run;
     struct {
         int arch;                /* sc_arch */

@@ -52,9 +52,15 @@ typedef struct sc_optimizer {
 sc_status sc_optimizer_init(sc_optimizer *opt, sc_backend *be, const sc_optim_hparams *hp,
                             const sc_schedule *schedule, sc_dtype dtype);
 sc_optim_hparams sc_optim_hparams_from_config(const sc_config *cfg);
-/* One update of params from grads at step `step` (sets opt->last_lr). */
+/* One update of params from grads at step `step` (sets opt->last_lr): set_lr then apply. */
 void sc_optimizer_step(sc_optimizer *opt, const sc_param_table *table, sc_tensor *params,
                        const sc_tensor *grads, sc_tensor *state, int64_t step);
+/* The two halves of a step, for callers that record the update in a step graph: set_lr
+ * writes the scheduled rate of `step` into opt->lr (a host transfer, outside the graph);
+ * apply runs the update, which reads opt->lr on the backend (inside the graph). */
+void sc_optimizer_set_lr(sc_optimizer *opt, int64_t step);
+void sc_optimizer_apply(sc_optimizer *opt, const sc_param_table *table, sc_tensor *params,
+                        const sc_tensor *grads, sc_tensor *state);
 void sc_optimizer_free(sc_optimizer *opt);
 
 #ifdef __cplusplus

@@ -3,7 +3,9 @@
  *
  * One step: a batch of 2B augmented views (two per image) -> encoder -> head -> L2 norm ->
  * NT-Xent -> backward -> optimizer (LARS or SGD) at the scheduled learning rate. The trainer
- * owns the loop; the modules below it (data, model, loss, optim) know nothing of it.
+ * owns the loop; the modules below it (data, model, loss, optim) know nothing of it. On a
+ * backend with step graphs (CUDA) and run.cuda_graph set, the device part of the step is
+ * recorded once (after one ordinary step) and replayed every step after that.
  *
  * Run directory <run.dir>/<run.name> (a suffix -2, -3, ... is added when it exists):
  *   config.yaml    the resolved configuration
@@ -27,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "simclr/backend.h"
 #include "simclr/config.h"
 #include "simclr/eval.h"
 
@@ -47,6 +50,9 @@ typedef struct sc_train_result {
     int probed;
     sc_probe_report probe;
 } sc_train_result;
+
+/* The backend options a config asks for (threads, and the run.* GPU switches). */
+sc_backend_options sc_train_backend_options(const sc_config *cfg);
 
 /* Run a whole pretraining job described by cfg, in a new run directory. */
 sc_status sc_train(const sc_config *cfg, sc_train_result *result);

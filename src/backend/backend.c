@@ -262,6 +262,92 @@ void sc_op_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const
     be->ops->bn_bwd(be, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
+/* ---- fused batch norm: the backend's entry, or the composition that defines it ---- */
+
+static void check_bn_act(const char *op, const sc_tensor *x, const sc_tensor *residual,
+                         const sc_tensor *y) {
+    expect_float(op, x);
+    if (residual) expect_same(op, "residual", residual, x);
+    SC_CHECK(y->data != x->data && (!residual || y->data != residual->data),
+             "%s: y must alias neither x nor residual", op);
+}
+
+void sc_op_bn_act_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                            const sc_tensor *beta, const sc_tensor *residual, int relu, sc_tensor *y,
+                            sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean,
+                            sc_tensor *running_var, double momentum, double eps) {
+    if (!be->ops->bn_act_fwd_train) {
+        check_bn_act("bn_act_fwd_train", x, residual, y);
+        sc_op_bn_fwd_train(be, x, gamma, beta, y, save_mean, save_invstd, running_mean, running_var,
+                           momentum, eps);
+        if (residual) be->ops->add(be, y, residual, y);
+        if (relu) be->ops->relu_fwd(be, y, y);
+        return;
+    }
+    int64_t m, c;
+    expect_float("bn_act_fwd_train", x);
+    rows_channels(x, &m, &c);
+    SC_CHECK(m > 1, "bn_act_fwd_train: batch norm needs more than one value per channel (got %lld)",
+             (long long)m);
+    EXPECT("bn_act_fwd_train", "gamma", gamma, x->dtype, c);
+    if (beta) EXPECT("bn_act_fwd_train", "beta", beta, x->dtype, c);
+    expect_same("bn_act_fwd_train", "y", y, x);
+    check_bn_act("bn_act_fwd_train", x, residual, y);
+    EXPECT("bn_act_fwd_train", "save_mean", save_mean, x->dtype, c);
+    EXPECT("bn_act_fwd_train", "save_invstd", save_invstd, x->dtype, c);
+    EXPECT("bn_act_fwd_train", "running_mean", running_mean, x->dtype, c);
+    EXPECT("bn_act_fwd_train", "running_var", running_var, x->dtype, c);
+    be->ops->bn_act_fwd_train(be, x, gamma, beta, residual, relu, y, save_mean, save_invstd,
+                              running_mean, running_var, momentum, eps);
+}
+
+void sc_op_bn_act_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
+                           const sc_tensor *beta, const sc_tensor *residual, int relu,
+                           const sc_tensor *running_mean, const sc_tensor *running_var, double eps,
+                           sc_tensor *y) {
+    if (!be->ops->bn_act_fwd_eval) {
+        check_bn_act("bn_act_fwd_eval", x, residual, y);
+        sc_op_bn_fwd_eval(be, x, gamma, beta, running_mean, running_var, eps, y);
+        if (residual) be->ops->add(be, y, residual, y);
+        if (relu) be->ops->relu_fwd(be, y, y);
+        return;
+    }
+    int64_t m, c;
+    expect_float("bn_act_fwd_eval", x);
+    rows_channels(x, &m, &c);
+    EXPECT("bn_act_fwd_eval", "gamma", gamma, x->dtype, c);
+    if (beta) EXPECT("bn_act_fwd_eval", "beta", beta, x->dtype, c);
+    EXPECT("bn_act_fwd_eval", "running_mean", running_mean, x->dtype, c);
+    EXPECT("bn_act_fwd_eval", "running_var", running_var, x->dtype, c);
+    expect_same("bn_act_fwd_eval", "y", y, x);
+    check_bn_act("bn_act_fwd_eval", x, residual, y);
+    be->ops->bn_act_fwd_eval(be, x, gamma, beta, residual, relu, running_mean, running_var, eps, y);
+}
+
+void sc_op_bn_relu_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *y, const sc_tensor *dy,
+                       const sc_tensor *gamma, const sc_tensor *save_mean,
+                       const sc_tensor *save_invstd, sc_tensor *dx, sc_tensor *dgamma,
+                       sc_tensor *dbeta) {
+    expect_float("bn_relu_bwd", x);
+    expect_same("bn_relu_bwd", "y", y, x);
+    expect_same("bn_relu_bwd", "dy", dy, x);
+    if (!be->ops->bn_relu_bwd) {
+        sc_tensor g = *dy; /* consumed: masked in place */
+        be->ops->relu_bwd(be, y, dy, &g);
+        sc_op_bn_bwd(be, x, &g, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+        return;
+    }
+    int64_t m, c;
+    rows_channels(x, &m, &c);
+    EXPECT("bn_relu_bwd", "gamma", gamma, x->dtype, c);
+    EXPECT("bn_relu_bwd", "save_mean", save_mean, x->dtype, c);
+    EXPECT("bn_relu_bwd", "save_invstd", save_invstd, x->dtype, c);
+    expect_same("bn_relu_bwd", "dx", dx, x);
+    EXPECT("bn_relu_bwd", "dgamma", dgamma, x->dtype, c);
+    if (dbeta) EXPECT("bn_relu_bwd", "dbeta", dbeta, x->dtype, c);
+    be->ops->bn_relu_bwd(be, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+}
+
 void sc_op_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y) {
     expect_float("relu_fwd", x);
     expect_same("relu_fwd", "y", y, x);
@@ -408,4 +494,42 @@ void sc_op_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor 
     SC_CHECK(k >= 1 && k <= n, "knn_scores: k = %d must be in [1, %lld]", k, (long long)n);
     SC_CHECK(temperature > 0.0, "knn_scores: temperature must be positive");
     be->ops->knn_scores(be, queries, bank, bank_labels, k, temperature, scores);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* step graphs                                                                          */
+
+struct sc_step_graph {
+    void *graph; /* the backend's recording */
+};
+
+int sc_backend_can_capture(const sc_backend *be) { return be->ops->capture_begin != NULL; }
+
+sc_status sc_backend_capture_begin(sc_backend *be) {
+    if (!be->ops->capture_begin)
+        return sc_errorf(SC_ERR_UNSUPPORTED, "the %s backend cannot record step graphs", be->ops->name);
+    return be->ops->capture_begin(be);
+}
+
+sc_status sc_backend_capture_end(sc_backend *be, sc_step_graph **out) {
+    *out = NULL;
+    SC_CHECK(be->ops->capture_end, "capture_end on a backend without step graphs");
+    void *graph = NULL;
+    SC_TRY(be->ops->capture_end(be, &graph));
+    sc_step_graph *g = malloc(sizeof *g);
+    if (!g) {
+        be->ops->graph_free(be, graph);
+        return sc_errorf(SC_ERR_NOMEM, "cannot allocate a step graph");
+    }
+    g->graph = graph;
+    *out = g;
+    return SC_OK;
+}
+
+void sc_step_graph_launch(sc_backend *be, sc_step_graph *g) { be->ops->graph_launch(be, g->graph); }
+
+void sc_step_graph_free(sc_backend *be, sc_step_graph *g) {
+    if (!g) return;
+    be->ops->graph_free(be, g->graph);
+    free(g);
 }

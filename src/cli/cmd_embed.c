@@ -16,6 +16,7 @@
 #include "simclr/backend.h"
 #include "simclr/eval.h"
 #include "simclr/safetensors.h"
+#include "simclr/train.h"
 
 static const char embed_usage[] =
     "usage: simclr embed RUN_DIR|CHECKPOINT --out FILE [--split train|test] [--limit N] [--set KEY=VALUE]... "
@@ -61,7 +62,7 @@ int sc_cmd_embed(int argc, char **argv) {
     sc_dataset ds = {0};
     float *features = NULL;
     int64_t count = 0;
-    sc_backend_options bo = {.threads = cfg.run.threads};
+    sc_backend_options bo = sc_train_backend_options(&cfg);
     st = sc_backend_create(cfg.run.device, &bo, &be);
     if (st == SC_OK) st = sc_dataset_open(&cfg, split, &ds);
     sc_augment_params aug = sc_augment_params_from_config(&cfg, ds.channels, ds.height);

@@ -12,6 +12,7 @@
 #include "simclr/checkpoint.h"
 #include "simclr/data.h"
 #include "simclr/eval.h"
+#include "simclr/train.h"
 #include "simclr/log.h"
 
 static const char eval_usage[] =
@@ -60,7 +61,7 @@ int sc_cmd_eval(int argc, char **argv) {
     sc_model *model = NULL;
     sc_dataset probe_data = {0};
     sc_probe_report rep;
-    sc_backend_options bo = {.threads = cfg.run.threads};
+    sc_backend_options bo = sc_train_backend_options(&cfg);
     st = sc_backend_create(cfg.run.device, &bo, &be);
     /* the input channel count comes from the data, as in training */
     if (st == SC_OK) st = sc_dataset_open(&cfg, SC_SPLIT_TEST, &probe_data);

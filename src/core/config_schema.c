@@ -62,6 +62,19 @@ static const sc_config_entry schema[] = {
     INT(run.log_every, 1, 1000000000, "50", "Steps between log lines and metrics records."),
     ENUM(run.progress, progress_choices, "auto",
          "Progress bar: auto (only when writing to a terminal), always or never."),
+    BOOL(run.deterministic, "false",
+         "GPU: only deterministic cuDNN engines and fixed reduction orders, so two runs give identical "
+         "bits (on the same GPU model and library versions); disables autotuning."),
+    BOOL(run.tf32, "true",
+         "GPU: allow TF32 tensor-core math (10-bit mantissa inputs, fp32 accumulation) in convolutions "
+         "and matrix products; false computes in full fp32."),
+    BOOL(run.cuda_graph, "true",
+         "GPU: record the training step once and replay it as a CUDA graph (no per-kernel launch cost)."),
+    BOOL(run.cudnn_autotune, "false",
+         "GPU: time several cuDNN engines per convolution on the first step and keep the fastest "
+         "(instead of the heuristic's first choice)."),
+    INT(run.cudnn_workspace_mb, 1, 1048576, "512",
+        "GPU: most MiB of scratch memory a convolution engine may use."),
 
     /* model */
     ENUM(model.arch, arch_choices, "resnet50", "Encoder backbone (the SimCLR paper uses resnet50)."),

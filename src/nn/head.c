@@ -126,8 +126,10 @@ void sc_head_forward(sc_head *hd, const sc_nn_ctx *ctx, const sc_tensor *h, int 
         sc_tensor w = param(ctx, l->weight, ctx->params);
         sc_tensor b = l->bias >= 0 ? param(ctx, l->bias, ctx->params) : (sc_tensor){0};
         sc_op_linear_fwd(ctx->be, &in, &w, l->bias >= 0 ? &b : NULL, &lin);
-        if (l->has_bn) sc_bn_layer_fwd(ctx, &l->bn, &lin, &act, train);
-        if (l->relu) sc_op_relu_fwd(ctx->be, &act, &act);
+        if (l->has_bn)
+            sc_bn_layer_fwd_act(ctx, &l->bn, &lin, NULL, l->relu, &act, train);
+        else if (l->relu)
+            sc_op_relu_fwd(ctx->be, &act, &act);
         in = act;
     }
     *z = in;
@@ -145,13 +147,17 @@ void sc_head_backward(sc_head *hd, const sc_nn_ctx *ctx, const sc_tensor *dz, vo
     for (int i = hd->count - 1; i >= 0; i--) {
         head_layer *l = &hd->layers[i];
         sc_tensor lin = sc_rows(&l->lin, n), act = sc_rows(&l->act, n);
-        if (l->relu) {
+        if (l->relu && l->has_bn) { /* one fused op; g (a scratch gradient) is consumed */
+            sc_tensor d = view_like(scratch[next], &lin);
+            sc_bn_layer_bwd_relu(ctx, &l->bn, &lin, &act, &g, &d);
+            g = d;
+            next ^= 1;
+        } else if (l->relu) {
             sc_tensor d = view_like(scratch[next], &act);
             sc_op_relu_bwd(ctx->be, &act, &g, &d);
             g = d;
             next ^= 1;
-        }
-        if (l->has_bn) {
+        } else if (l->has_bn) {
             sc_tensor d = view_like(scratch[next], &lin);
             sc_bn_layer_bwd(ctx, &l->bn, &lin, &g, &d);
             g = d;

@@ -105,4 +105,29 @@ void sc_bn_layer_bwd(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor
                  l->beta >= 0 ? &dbeta : NULL);
 }
 
+void sc_bn_layer_fwd_act(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x,
+                         const sc_tensor *residual, int relu, sc_tensor *y, int train) {
+    const sc_param_table *t = ctx->table;
+    sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
+    sc_tensor beta = l->beta >= 0 ? sc_params_view(t, l->beta, ctx->params, ctx->dtype) : (sc_tensor){0};
+    sc_tensor mean = sc_params_view(t, l->mean, ctx->params, ctx->dtype);
+    sc_tensor var = sc_params_view(t, l->var, ctx->params, ctx->dtype);
+    const sc_tensor *b = l->beta >= 0 ? &beta : NULL;
+    if (train)
+        sc_op_bn_act_fwd_train(ctx->be, x, &gamma, b, residual, relu, y, &l->save_mean, &l->save_invstd,
+                               &mean, &var, SC_BN_MOMENTUM, SC_BN_EPS);
+    else
+        sc_op_bn_act_fwd_eval(ctx->be, x, &gamma, b, residual, relu, &mean, &var, SC_BN_EPS, y);
+}
+
+void sc_bn_layer_bwd_relu(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x,
+                          const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx) {
+    const sc_param_table *t = ctx->table;
+    sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
+    sc_tensor dgamma = sc_params_view(t, l->gamma, ctx->grads, ctx->dtype);
+    sc_tensor dbeta = l->beta >= 0 ? sc_params_view(t, l->beta, ctx->grads, ctx->dtype) : (sc_tensor){0};
+    sc_op_bn_relu_bwd(ctx->be, x, y, dy, &gamma, &l->save_mean, &l->save_invstd, dx, &dgamma,
+                      l->beta >= 0 ? &dbeta : NULL);
+}
+
 sc_tensor sc_rows(const sc_tensor *t, int64_t n) { return sc_tensor_slice0(t, 0, n); }

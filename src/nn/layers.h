@@ -58,6 +58,14 @@ void sc_bn_layer_fwd(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x, s
 /* dx and the gamma/beta gradients, after a training-mode forward. */
 void sc_bn_layer_bwd(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x,
                      const sc_tensor *dy, sc_tensor *dx);
+/* y = act(bn(x) + residual): residual may be NULL, act is ReLU when relu != 0. One fused op
+ * where the backend has it (sc_op_bn_act_fwd_*); y aliases neither x nor residual. */
+void sc_bn_layer_fwd_act(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x,
+                         const sc_tensor *residual, int relu, sc_tensor *y, int train);
+/* Backward of y = relu(bn(x)) (y the ReLU output): dx and the gamma/beta gradients. dy is
+ * consumed (a scratch gradient). */
+void sc_bn_layer_bwd_relu(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x,
+                          const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx);
 
 /* A view of an [rows, ...] planned activation cut to its first n rows. */
 sc_tensor sc_rows(const sc_tensor *t, int64_t n);

@@ -213,31 +213,29 @@ sc_status sc_resnet_plan(sc_resnet *r, sc_backend *be, int n, int h, int w, sc_d
     return SC_OK;
 }
 
-/* x [n, h, w, c_in] -> b->out [n, oh, ow, c_out]. */
+/* x [n, h, w, c_in] -> b->out [n, oh, ow, c_out]. Each BN is fused with what follows it:
+ * ReLU inside the residual branch, "+ shortcut, ReLU" for the last one. */
 static void block_forward(const sc_nn_ctx *ctx, block *b, const sc_tensor *x, int n, int train) {
+    sc_tensor shortcut = *x;
+    if (b->has_down) {
+        sc_tensor cd = sc_rows(&b->cd, n), bd = sc_rows(&b->bd, n);
+        sc_conv_layer_fwd(ctx, &b->down, x, &cd);
+        sc_bn_layer_fwd(ctx, &b->down_bn, &cd, &bd, train);
+        shortcut = bd;
+    }
     sc_tensor in = *x; /* input of the current conv */
-    sc_tensor out = sc_rows(&b->out, n);
     for (int j = 0; j < b->nconv; j++) {
         sc_tensor c = sc_rows(&b->c[j], n);
         sc_conv_layer_fwd(ctx, &b->conv[j], &in, &c);
         if (j < b->nconv - 1) {
             sc_tensor act = sc_rows(&b->a[j], n);
-            sc_bn_layer_fwd(ctx, &b->bn[j], &c, &act, train);
-            sc_op_relu_fwd(ctx->be, &act, &act);
+            sc_bn_layer_fwd_act(ctx, &b->bn[j], &c, NULL, 1, &act, train);
             in = act;
         } else {
-            sc_bn_layer_fwd(ctx, &b->bn[j], &c, &out, train); /* ReLU after the residual add */
+            sc_tensor out = sc_rows(&b->out, n);
+            sc_bn_layer_fwd_act(ctx, &b->bn[j], &c, &shortcut, 1, &out, train);
         }
     }
-    if (b->has_down) {
-        sc_tensor cd = sc_rows(&b->cd, n), bd = sc_rows(&b->bd, n);
-        sc_conv_layer_fwd(ctx, &b->down, x, &cd);
-        sc_bn_layer_fwd(ctx, &b->down_bn, &cd, &bd, train);
-        sc_op_add(ctx->be, &out, &bd, &out);
-    } else {
-        sc_op_add(ctx->be, &out, x, &out);
-    }
-    sc_op_relu_fwd(ctx->be, &out, &out);
 }
 
 void sc_resnet_forward(sc_resnet *r, const sc_nn_ctx *ctx, const sc_tensor *x, int train, sc_tensor *h) {
@@ -247,8 +245,7 @@ void sc_resnet_forward(sc_resnet *r, const sc_nn_ctx *ctx, const sc_tensor *x, i
     r->n = n;
     sc_tensor c = sc_rows(&r->stem_c, n), a = sc_rows(&r->stem_a, n);
     sc_conv_layer_fwd(ctx, &r->stem_conv, x, &c);
-    sc_bn_layer_fwd(ctx, &r->stem_bn, &c, &a, train);
-    sc_op_relu_fwd(ctx->be, &a, &a);
+    sc_bn_layer_fwd_act(ctx, &r->stem_bn, &c, NULL, 1, &a, train);
     sc_tensor cur = a;
     if (r->has_pool) {
         sc_tensor p = sc_rows(&r->stem_p, n);
@@ -282,19 +279,24 @@ static void block_backward(const sc_nn_ctx *ctx, const block *b, const sc_tensor
     sc_tensor dx = view_like(dx_buf, x);
     sc_op_relu_bwd(ctx->be, &out, &dsum, &dsum); /* through the final ReLU */
 
-    /* residual branch, last conv first; g is the gradient of the current BN output */
+    /* residual branch, last conv first; g is the gradient of the current BN's output (after
+     * its ReLU for all but the last BN, whose ReLU follows the add and was undone above) */
     sc_tensor g = dsum;
     for (int j = b->nconv - 1; j >= 0; j--) {
         sc_tensor c = sc_rows(&b->c[j], n);
         sc_tensor dc = view_like(t1, &c);
-        sc_bn_layer_bwd(ctx, &b->bn[j], &c, &g, &dc);
+        if (j == b->nconv - 1) {
+            sc_bn_layer_bwd(ctx, &b->bn[j], &c, &g, &dc); /* dsum is still needed by the shortcut */
+        } else {
+            sc_tensor act = sc_rows(&b->a[j], n);
+            sc_bn_layer_bwd_relu(ctx, &b->bn[j], &c, &act, &g, &dc);
+        }
         if (j == 0) {
             sc_conv_layer_bwd(ctx, &b->conv[0], x, &dc, &dx);
         } else {
             sc_tensor prev = sc_rows(&b->a[j - 1], n);
             sc_tensor dprev = view_like(t2, &prev);
             sc_conv_layer_bwd(ctx, &b->conv[j], &prev, &dc, &dprev);
-            sc_op_relu_bwd(ctx->be, &prev, &dprev, &dprev);
             g = dprev;
         }
     }
@@ -344,9 +346,8 @@ void sc_resnet_backward(sc_resnet *r, const sc_nn_ctx *ctx, const sc_tensor *dh,
     } else {
         da = view_like(cur, &a);
     }
-    sc_op_relu_bwd(ctx->be, &a, &da, &da);
     sc_tensor c = sc_rows(&r->stem_c, n);
     sc_tensor dc = view_like(t1, &c);
-    sc_bn_layer_bwd(ctx, &r->stem_bn, &c, &da, &dc);
+    sc_bn_layer_bwd_relu(ctx, &r->stem_bn, &c, &a, &da, &dc);
     sc_conv_layer_bwd(ctx, &r->stem_conv, &r->x, &dc, NULL);
 }

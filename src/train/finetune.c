@@ -31,6 +31,7 @@
 #include "simclr/log.h"
 #include "simclr/optim.h"
 #include "simclr/rng.h"
+#include "simclr/train.h"
 
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -294,7 +295,7 @@ static void ft_release(ft_run *run) {
 static sc_status setup(ft_run *run, sc_config *model_cfg) {
     const sc_config *cfg = run->cfg;
     char path[1200];
-    sc_backend_options bo = {.threads = cfg->run.threads};
+    sc_backend_options bo = sc_train_backend_options(cfg);
     SC_TRY(sc_backend_create(cfg->run.device, &bo, &run->be));
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &run->train));
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TEST, &run->test));

@@ -201,6 +201,9 @@ typedef struct trainer {
     sc_loss loss;
     sc_optimizer opt;
     void *xdev; /* [2B, S, S, C] input views on the backend */
+    sc_step_graph *graph; /* the recorded device step (CUDA), once captured */
+    int eager_steps;      /* device steps run without the graph so far */
+    int graph_off;        /* no capture: not configured, not supported, or it failed */
     FILE *log_file, *metrics;
     char run_dir[1024];
     int lock_fd;
@@ -217,6 +220,7 @@ static void trainer_release(trainer *t) {
     sc_monitor_close(&t->mon);
     if (t->have_opt) sc_optimizer_free(&t->opt);
     if (t->have_loss) sc_loss_free(&t->loss);
+    if (t->be) sc_step_graph_free(t->be, t->graph);
     if (t->be) sc_backend_free(t->be, t->xdev);
     sc_model_destroy(t->model);
     sc_loader_destroy(t->loader);
@@ -249,6 +253,15 @@ static void write_metrics(FILE *f, const sc_progress_values *v, double elapsed) 
                "\"images_per_s\": %.6g, \"data_wait\": %.6g, \"grad_norm\": %.6g, \"elapsed_s\": %.6g}\n",
             v->step, v->epoch, v->loss, v->accuracy, v->lr, v->images_per_s, v->wait_fraction, v->grad_norm, elapsed);
     fflush(f);
+}
+
+sc_backend_options sc_train_backend_options(const sc_config *cfg) {
+    sc_backend_options bo = {.threads = cfg->run.threads,
+                             .deterministic = cfg->run.deterministic,
+                             .allow_tf32 = cfg->run.tf32,
+                             .autotune = cfg->run.cudnn_autotune,
+                             .workspace_limit = (size_t)cfg->run.cudnn_workspace_mb << 20};
+    return bo;
 }
 
 /* The run directory: created or reused, locked, cleaned of temporary files, log, config, metrics. */
@@ -309,8 +322,9 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     }
     /* device, data and the initial weights first: a bad path, device or init_from file fails
      * before a run directory is created or touched */
-    sc_backend_options bo = {.threads = cfg->run.threads};
+    sc_backend_options bo = sc_train_backend_options(cfg);
     SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
+    t->graph_off = !(cfg->run.cuda_graph && sc_backend_can_capture(t->be));
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
     sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
     t->image_size = aug.out_size;
@@ -350,9 +364,12 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     } else if (cfg->model.init_from[0]) {
         SC_INFO("encoder initialised from %s (model.init_from)", cfg->model.init_from);
     }
-    SC_INFO("device %s (%s, %d CPU threads)", cfg->run.device, t->be->ops->name, t->be->threads);
-    if (t->be->kind == SC_DEVICE_CPU && strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0)
-        SC_WARN("a GPU is visible but this build has no CUDA training backend yet: training on the CPU");
+    if (t->be->kind == SC_DEVICE_CPU)
+        SC_INFO("device %s (cpu, %d threads)", cfg->run.device, t->be->threads);
+    else
+        SC_INFO("device %s (%s GPU %d): %s, TF32 %s, step graphs %s", cfg->run.device, t->be->ops->name,
+                t->be->device, t->be->deterministic ? "deterministic" : "fast (not bitwise repeatable)",
+                t->be->allow_tf32 ? "on" : "off", t->graph_off ? "off" : "on");
     SC_INFO("data %s: %lld images %dx%dx%d -> views %dx%dx%d, %lld steps per epoch, %d workers", t->data.name,
             (long long)t->data.count, t->data.height, t->data.width, t->data.channels, aug.out_size, aug.out_size,
             aug.out_channels, (long long)per_epoch, cfg->data.workers);
@@ -376,6 +393,46 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
             (long long)sched.warmup_steps, (long long)sched.total_steps, cfg->optim.weight_decay, cfg->loss.temperature);
     return sc_backend_alloc(t->be, (size_t)views * aug.out_size * aug.out_size * aug.out_channels * sizeof(float),
                             "the input views", &t->xdev);
+}
+
+/* The device part of a step, x [2B, S, S, C] -> z -> loss -> dz -> gradients -> update, with
+ * the learning rate already in opt->lr: no host transfer, so it can be recorded. */
+static void device_step(trainer *t, const sc_tensor *x) {
+    sc_tensor z, dz;
+    sc_model_forward(t->model, x, 1, NULL, &z);
+    sc_loss_compute(&t->loss, &z, &dz);
+    sc_model_backward(t->model, &dz);
+    sc_tensor params = sc_model_param_buffer(t->model), grads = sc_model_grad_buffer(t->model);
+    sc_tensor state = sc_model_state_buffer(t->model);
+    sc_optimizer_apply(&t->opt, sc_model_params(t->model), &params, &grads, &state);
+}
+
+/* Runs the device step: replays the graph when there is one; otherwise runs it, and after
+ * one ordinary step (which sets up plans, scratch and autotuning) records it instead and
+ * replays the recording. Only full batches are recorded (the graph's shapes are fixed). */
+static void run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
+    if (t->graph && full_batch) {
+        sc_step_graph_launch(t->be, t->graph);
+        return;
+    }
+    if (t->graph_off || !full_batch || t->eager_steps == 0) {
+        device_step(t, x);
+        t->eager_steps++;
+        return;
+    }
+    sc_status st = sc_backend_capture_begin(t->be);
+    if (st == SC_OK) {
+        device_step(t, x);
+        st = sc_backend_capture_end(t->be, &t->graph);
+    }
+    if (st != SC_OK) {
+        SC_WARN("running steps without a step graph: %s", sc_last_error());
+        t->graph_off = 1;
+        device_step(t, x);
+        return;
+    }
+    SC_INFO("recorded the training step as a CUDA graph; replaying it from now on");
+    sc_step_graph_launch(t->be, t->graph);
 }
 
 static sc_status run_loop(trainer *t, sc_train_result *res) {
@@ -409,16 +466,12 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
 
         /* x [2B, S, S, C] -> z [2B, D] -> loss -> dz -> gradients -> update */
         sc_tensor x = sc_tensor_4d(t->xdev, SC_F32, (int64_t)b->samples * 2, b->height, b->width, b->channels);
+        const int full_batch = b->samples == cfg->train.batch_size;
         sc_tensor_upload(t->be, &x, b->views);
         sc_monitor_views(&t->mon, ts.step + 1, b);
         sc_loader_release(t->loader, b);
-        sc_tensor z, dz;
-        sc_model_forward(t->model, &x, 1, NULL, &z);
-        sc_loss_compute(&t->loss, &z, &dz);
-        sc_model_backward(t->model, &dz);
-        sc_tensor params = sc_model_param_buffer(t->model), grads = sc_model_grad_buffer(t->model);
-        sc_tensor state = sc_model_state_buffer(t->model);
-        sc_optimizer_step(&t->opt, sc_model_params(t->model), &params, &grads, &state, ts.step);
+        sc_optimizer_set_lr(&t->opt, ts.step);
+        run_device_step(t, &x, full_batch);
 
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
