@@ -54,12 +54,15 @@ void sc_cpu_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, c
                        sc_tensor *dx, sc_tensor *dw, sc_tensor *db);
 
 /* cpu_loss.c */
-void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
-                   sc_tensor *accuracy, sc_tensor *dz);
+size_t sc_cpu_contrastive_workspace(sc_backend *be, const sc_contrastive_desc *d, int64_t rows, int64_t cols,
+                                    int64_t dim, sc_dtype dt);
+void sc_cpu_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_tensor *z_rows,
+                        const sc_tensor *z_cols, sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows,
+                        sc_tensor *d_cols, sc_tensor *ws);
 
 /* cpu_optim.c */
 void sc_cpu_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
-                       sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
-                       const sc_tensor *lr);
+                       sc_tensor *params, const sc_tensor *grads, sc_tensor *state, sc_tensor *state2,
+                       sc_tensor *scalars);
 
 #endif /* SIMCLR_CPU_OPS_H */
