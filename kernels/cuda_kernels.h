@@ -10,6 +10,7 @@
 #ifndef SIMCLR_CUDA_KERNELS_H
 #define SIMCLR_CUDA_KERNELS_H
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,32 +63,37 @@ void sc_cuda_l2norm_fwd(const float *x, float *y, float *norm, int m, int d, cud
 void sc_cuda_l2norm_bwd(const float *y, const float *norm, const float *dy, float *dx, int m, int d,
                         cudaStream_t stream);
 
-/* ---- loss.cu: the row pass of NT-Xent over logits [rows, rows] (see loss.cu) ---- */
-/* row_loss[rows] and row_correct[rows]; with want_grad, logits are overwritten by G. */
-void sc_cuda_ntxent_rows(float *logits, int rows, int want_grad, double *row_loss, int *row_correct,
+/* ---- kernels/ntxent.cu: the fused contrastive losses ----
+ * The loss op of backend.h (same arguments and semantics; inputs F32 or BF16, loss and
+ * accuracy F32) without materialising the R x C matrix. ws: device scratch of at least
+ * sc_cuda_contrastive_workspace bytes for the same descriptor, sizes and dtype (a bound that
+ * only grows with rows and cols: plan it once for the largest batch). */
+size_t sc_cuda_contrastive_workspace(const sc_contrastive_desc *d, int64_t rows, int64_t cols, int64_t dim,
+                                     sc_dtype dt);
+void sc_cuda_contrastive(const sc_contrastive_desc *d, const sc_tensor *z_rows, const sc_tensor *z_cols,
+                         sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws,
                          cudaStream_t stream);
-/* loss[1] = mean row loss, accuracy[1] (may be NULL) = mean of row_correct. */
-void sc_cuda_ntxent_reduce(const double *row_loss, const int *row_correct, int rows, float *loss, float *accuracy,
-                           cudaStream_t stream);
+/* The same for NT-Xent only, the simple way: cuBLAS SGEMM for the R x C logits (fp32, kept in
+ * the workspace), a softmax kernel, two SGEMMs for the gradients. The cross-check and the
+ * benchmark baseline. Uses `handle` on `stream` (its previous stream is restored). */
+size_t sc_cuda_ntxent_cublas_workspace(int64_t rows, int64_t cols, int64_t dim);
+void sc_cuda_ntxent_cublas(cublasHandle_t handle, const sc_contrastive_desc *d, const sc_tensor *z_rows,
+                           const sc_tensor *z_cols, sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows,
+                           sc_tensor *d_cols, sc_tensor *ws, cudaStream_t stream);
 
-/* ---- optim.cu: LARS / SGD over the flat buffers ---- */
-#define SC_CUDA_OPTIM_CHUNK 16384 /* elements per chunk of a tensor */
-enum { SC_CUDA_OPTIM_DECAY = 1u << 0, SC_CUDA_OPTIM_TRUST = 1u << 1 };
-/* Device arrays describing the trained tensors, built once per parameter table. */
-typedef struct sc_cuda_optim_layout {
-    int tensors, chunks;
-    const int *chunk_tensor;       /* [chunks] tensor of each chunk */
-    const long long *chunk_start;  /* [chunks] first element (flat offset) */
-    const int *chunk_len;          /* [chunks] elements */
-    const int *tensor_first_chunk; /* [tensors] */
-    const int *tensor_chunks;      /* [tensors] */
-    const unsigned *tensor_flags;  /* [tensors] SC_CUDA_OPTIM_DECAY | SC_CUDA_OPTIM_TRUST */
-} sc_cuda_optim_layout;
-/* One step; lr is a 1-element device tensor. partials: 2 * chunks doubles, scales: tensors
- * doubles of device scratch (LARS only). */
-void sc_cuda_optim_step(const sc_cuda_optim_layout *layout, int lars, double momentum, double weight_decay,
-                        double trust_coef, int nesterov, float *params, const float *grads, float *state,
-                        const float *lr, double *partials, double *scales, cudaStream_t stream);
+/* ---- kernels/lars.cu: the fused optimizer step ----
+ * A plan holds the device copy of a parameter table's layout (chunks of every trainable
+ * tensor) and the step's scratch; build it once per table (cudaMalloc, a synchronous upload)
+ * and rebuild it when sc_cuda_optim_plan_matches says the table is another one. */
+typedef struct sc_cuda_optim_plan sc_cuda_optim_plan;
+sc_status sc_cuda_optim_plan_create(const sc_param_table *table, sc_cuda_optim_plan **out);
+int sc_cuda_optim_plan_matches(const sc_cuda_optim_plan *plan, const sc_param_table *table);
+void sc_cuda_optim_plan_destroy(sc_cuda_optim_plan *plan);
+/* The optimizer op of backend.h (same arguments and semantics): params and state F32, grads
+ * F32 or BF16, scalars the F64 step record; two launches, no host synchronisation. */
+void sc_cuda_optim_step(sc_cuda_optim_plan *plan, const sc_optim_hparams *hp, sc_tensor *params,
+                        const sc_tensor *grads, sc_tensor *state, sc_tensor *state2, sc_tensor *scalars,
+                        cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -130,7 +130,7 @@ static void check_round_trip(const sc_config *cfg, const char *what) {
 static void test_schema_table(void) {
     int n;
     const sc_config_entry *s = sc_config_schema(&n);
-    CHECKF(n == 87, "%d rows; sc_config has 87 settings", n);
+    CHECKF(n == 93, "%d rows; sc_config has 93 settings", n);
     for (int i = 0; i < n; i++) {
         const sc_config_entry *e = &s[i];
         CHECKF(sc_config_find(e->key) == e, "%s: find", e->key);
@@ -187,6 +187,8 @@ static void test_defaults_match_spec(void) {
     CHECK(c.optim.name == SC_OPT_LARS && c.optim.lr == 0.3 && c.optim.lr_scaling == SC_LR_LINEAR);
     CHECK(c.optim.momentum == 0.9 && c.optim.weight_decay == 1e-6 && c.optim.trust_coef == 0.001);
     CHECK(c.optim.nesterov == 0);
+    CHECK(c.loss.margin == 0.5 && c.loss.semi_hard == 0);
+    CHECK(c.optim.beta1 == 0.9 && c.optim.beta2 == 0.999 && c.optim.eps == 1e-8 && c.optim.clip_grad_norm == 0);
     CHECK(c.train.batch_size == 256 && c.train.epochs == 100.0 && c.train.max_steps == 0);
     CHECK(c.train.warmup_epochs == 10.0 && c.train.checkpoint_every == 0);
     CHECK(c.eval.linear_probe == 1 && c.eval.batch_size == 512 && c.eval.probe_train_samples == 0);
@@ -209,6 +211,9 @@ static void test_enum_names(void) {
     CHECK(!strcmp(sc_config_enum_name("run.progress", SC_PROGRESS_NEVER), "never"));
     CHECK(!strcmp(sc_config_enum_name("loss.name", SC_LOSS_NTXENT), "ntxent"));
     CHECK(!strcmp(sc_config_enum_name("optim.name", SC_OPT_SGD), "sgd"));
+    CHECK(!strcmp(sc_config_enum_name("optim.name", SC_OPT_ADAMW), "adamw"));
+    CHECK(!strcmp(sc_config_enum_name("loss.name", SC_LOSS_NT_LOGISTIC), "nt_logistic"));
+    CHECK(!strcmp(sc_config_enum_name("loss.name", SC_LOSS_MARGIN), "margin"));
     CHECK(sc_config_enum_name("model.arch", 3) == NULL);
     CHECK(sc_config_enum_name("model.arch", -1) == NULL);
     CHECK(sc_config_enum_name("model.width", 0) == NULL);
@@ -483,7 +488,7 @@ static void test_set(void) {
                      "--set train.batch_size=64.5: train.batch_size: expected an integer, got '64.5'");
     expect_set_error("model.width=", "--set model.width=: model.width: missing value");
     expect_set_error("run.name=", "--set run.name=: run.name: missing value (write \"\" for an empty string)");
-    expect_set_error("optim.name=adam", "--set optim.name=adam: optim.name: 'adam' is not one of: lars, sgd");
+    expect_set_error("optim.name=adam", "--set optim.name=adam: optim.name: 'adam' is not one of: lars, sgd, adamw");
     expect_set_error("optim.nesterov=yes", "--set optim.nesterov=yes: optim.nesterov: expected true or false, got 'yes'");
     expect_set_error("model.width={a: 1}", "--set model.width={a: 1}: model.width: expected a number, got a mapping");
     expect_set_error("data.mean=[1,2,3,4,5]",

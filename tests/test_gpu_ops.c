@@ -494,13 +494,16 @@ static void ntxent_case(int rows, int d, double tau, int tf32, uint64_t seed) {
     float loss = NAN, acc = NAN, *dz = host_nan((size_t)rows * d);
     sc_tensor tz = sc_tensor_2d(z, SC_F32, rows, d), tl = sc_tensor_1d(&loss, SC_F32, 1);
     sc_tensor ta = sc_tensor_1d(&acc, SC_F32, 1), tdz = sc_tensor_2d(dz, SC_F32, rows, d);
-    sc_op_ntxent(cpu, &tz, tau, &tl, &ta, &tdz);
+    const sc_contrastive_desc desc = sc_contrastive_ntxent(tau);
+    sc_op_contrastive(cpu, &desc, &tz, &tz, &tl, &ta, &tdz, &tdz, NULL);
     int64_t s[2] = {rows, d};
     sc_tensor gz = gpu_tensor(gpu, "z", 2, s, z), gdz = gpu_tensor(gpu, "dz", 2, s, NULL);
     sc_tensor gl = gpu_tensor_1d(gpu, "loss", 1, NULL), ga = gpu_tensor_1d(gpu, "accuracy", 1, NULL);
     sc_tensor gl2 = gpu_tensor_1d(gpu, "loss (no grad)", 1, NULL);
-    sc_op_ntxent(gpu, &gz, tau, &gl, &ga, &gdz);
-    sc_op_ntxent(gpu, &gz, tau, &gl2, NULL, NULL);
+    size_t wsb = sc_op_contrastive_workspace(gpu, &desc, rows, rows, d, SC_F32);
+    sc_tensor gws = gpu_tensor_1d(gpu, "loss workspace", (int64_t)(wsb / sizeof(float)) + 1, NULL);
+    sc_op_contrastive(gpu, &desc, &gz, &gz, &gl, &ga, &gdz, &gdz, &gws);
+    sc_op_contrastive(gpu, &desc, &gz, &gz, &gl2, NULL, NULL, NULL, &gws);
     const double t = tol("ntxent", tf32);
     char what[128];
     const char *prec = tf32 ? "tf32" : "fp32";
@@ -555,15 +558,28 @@ static void optim_case(const sc_optim_hparams *hp, const char *name) {
     float *p = host_randn(n, 6000, 0, 0.1), *g = host_randn(n, 6001, 0, 0.01), *v = host_randn(n, 6002, 0, 0.001);
     int zi = sc_params_find(&t, "zero.weight");
     for (int64_t j = 0; j < t.rows[zi].numel; j++) p[t.rows[zi].offset + j] = 0.0f;
-    float *pc = host_copy(p, n), *vc = host_copy(v, n), lr = 0.3f;
+    float *pc = host_copy(p, n), *vc = host_copy(v, n);
+    /* the step record: the caller's learning rate 0.3 (use_schedule 0), step 0, nothing skipped */
+    double sc[SC_OPTIM_NSCALARS] = {0};
+    sc[SC_OPTIM_LR] = 0.3;
     sc_tensor tp = sc_tensor_1d(pc, SC_F32, t.total), tg = sc_tensor_1d(g, SC_F32, t.total);
-    sc_tensor tv = sc_tensor_1d(vc, SC_F32, t.total), tl = sc_tensor_1d(&lr, SC_F32, 1);
+    sc_tensor tv = sc_tensor_1d(vc, SC_F32, t.total), ts = sc_tensor_1d(sc, SC_F64, SC_OPTIM_NSCALARS);
     sc_tensor gp = gpu_tensor_1d(gpu32, "params", t.total, p), gg = gpu_tensor_1d(gpu32, "grads", t.total, g);
-    sc_tensor gv = gpu_tensor_1d(gpu32, "state", t.total, v), gl = gpu_tensor_1d(gpu32, "lr", 1, &lr);
+    sc_tensor gv = gpu_tensor_1d(gpu32, "state", t.total, v);
+    sc_tensor gs = gpu_tensor_1d(gpu32, "step scalars", 2 * SC_OPTIM_NSCALARS, NULL);
+    gs.dtype = SC_F64;
+    gs.shape[0] = SC_OPTIM_NSCALARS;
+    gpu32->ops->upload(gpu32, gs.data, sc, sizeof sc);
     for (int step = 0; step < 2; step++) {
-        sc_op_optim_step(cpu, hp, &t, &tp, &tg, &tv, &tl);
-        sc_op_optim_step(gpu32, hp, &t, &gp, &gg, &gv, &gl);
+        sc_op_optim_step(cpu, hp, &t, &tp, &tg, &tv, NULL, &ts);
+        sc_op_optim_step(gpu32, hp, &t, &gp, &gg, &gv, NULL, &gs);
     }
+    double got[SC_OPTIM_NSCALARS];
+    sc_tensor_download(gpu32, got, &gs);
+    CHECKF(fabs(got[SC_OPTIM_GRAD_NORM] - sc[SC_OPTIM_GRAD_NORM]) <= 1e-5 * sc[SC_OPTIM_GRAD_NORM],
+           "%s: gradient norm %.9g, CPU %.9g", name, got[SC_OPTIM_GRAD_NORM], sc[SC_OPTIM_GRAD_NORM]);
+    CHECKF(got[SC_OPTIM_STEP] == 2.0 && got[SC_OPTIM_SKIPPED] == 0.0, "%s: step record %g, skipped %g", name,
+           got[SC_OPTIM_STEP], got[SC_OPTIM_SKIPPED]);
     char what[64];
     snprintf(what, sizeof what, "%s: params after 2 steps", name);
     compare_gpu(what, gpu32, &gp, pc, tol("optim", 0));
@@ -603,6 +619,9 @@ static void test_deterministic(void) {
     int64_t zs[2] = {256, 128};
     float *z = host_randn(256 * 128, 7005, 0, 0.1);
     sc_tensor gz = gpu_tensor(gpu32, "z", 2, zs, z);
+    const sc_contrastive_desc nt = sc_contrastive_ntxent(0.1);
+    size_t cwsb = sc_op_contrastive_workspace(gpu32, &nt, 256, 256, 128, SC_F32);
+    sc_tensor cws = gpu_tensor_1d(gpu32, "loss workspace", (int64_t)(cwsb / sizeof(float)) + 1, NULL);
     for (int rep = 0; rep < 2; rep++) {
         sc_tensor out[5] = {gpu_tensor(gpu32, "y", 4, xs, NULL), gpu_tensor(gpu32, "dx", 4, xs, NULL),
                             gpu_tensor(gpu32, "dw", 4, ws_, NULL), gpu_tensor(gpu32, "bn dx", 4, xs, NULL),
@@ -616,7 +635,7 @@ static void test_deterministic(void) {
         sc_op_bn_act_fwd_train(gpu32, &out[0], &gg, NULL, NULL, 1, &bny, &mean, &inv, &grm, &grv, 0.1, 1e-5);
         sc_tensor bndy = gpu_tensor(gpu32, "bn dy", 4, xs, dy); /* consumed */
         sc_op_bn_relu_bwd(gpu32, &out[0], &bny, &bndy, &gg, &mean, &inv, &out[3], &dg, NULL);
-        sc_op_ntxent(gpu32, &gz, 0.1, &loss, NULL, &out[4]);
+        sc_op_contrastive(gpu32, &nt, &gz, &gz, &loss, NULL, &out[4], &out[4], &cws);
         for (int i = 0; i < 5; i++) {
             float *h = gpu_read(gpu32, &out[i]);
             if (rep == 0) {

@@ -46,11 +46,12 @@ static void rig_make(rig *r, sc_backend *be, const net_case *nc) {
     const int views = 2 * nc->batch;
     CHECK(sc_model_create(&nc->mc, be, SC_F32, &r->m) == SC_OK);
     CHECK(sc_model_plan(r->m, views, nc->size, nc->size) == SC_OK);
-    CHECK(sc_loss_init(&r->loss, be, 0.2, views, sc_model_out_dim(r->m), SC_F32) == SC_OK);
+    const sc_contrastive_desc ld = sc_contrastive_ntxent(0.2);
+    CHECK(sc_loss_init(&r->loss, be, &ld, views, sc_model_out_dim(r->m), SC_F32) == SC_OK);
     sc_model_init_params(r->m, 42);
     sc_schedule s = {.peak_lr = 1.2, .warmup_steps = 1, .total_steps = 10};
     sc_optim_hparams hp = {.kind = SC_OPTIM_LARS, .momentum = 0.9, .weight_decay = 1e-4, .trust_coef = 1e-3};
-    CHECK(sc_optimizer_init(&r->opt, be, &hp, &s, SC_F32) == SC_OK);
+    CHECK(sc_optimizer_init(&r->opt, be, &hp, &s, sc_model_params(r->m)->total, SC_F32) == SC_OK);
     void *xd = NULL;
     size_t bytes = (size_t)views * nc->size * nc->size * nc->mc.in_channels * sizeof(float);
     CHECK(sc_backend_alloc(be, bytes, "input", &xd) == SC_OK);
@@ -77,7 +78,7 @@ static void device_step(rig *r) {
 /* Step `step` on input `x`: eager, or (graph != 0) recorded at step 1 and replayed after. */
 static double rig_step(rig *r, int step, const float *x, int graph) {
     sc_tensor_upload(r->be, &r->x, x);
-    sc_optimizer_set_lr(&r->opt, step);
+    sc_optimizer_prepare(&r->opt, step);
     if (!graph || step == 0) {
         device_step(r);
     } else {

@@ -41,7 +41,8 @@ static void net_make(net *n, const sc_model_config *mc, int views, int size, sc_
         }
     }
     CHECK(sc_model_plan(n->m, views, size, size) == SC_OK);
-    CHECK(sc_loss_init(&n->loss, be, 0.5, views, sc_model_out_dim(n->m), dt) == SC_OK);
+    sc_contrastive_desc ld = sc_contrastive_ntxent(0.5);
+    CHECK(sc_loss_init(&n->loss, be, &ld, views, sc_model_out_dim(n->m), dt) == SC_OK);
     int64_t numel = (int64_t)views * size * size * n->ch;
     n->x = malloc((size_t)numel * sizeof *n->x);
     for (int64_t i = 0; i < numel; i++) n->x[i] = sc_rng_uniform_f64(&r);

@@ -1,8 +1,7 @@
 /*
  * test_ops_eval.c - the backend ops added for evaluation and monitoring, on the CPU:
  * softmax cross-entropy (F64 against central finite differences and a naive loss, F32 against
- * F64), the sum of squares (against a naive sum, bit-identical for 1..3 threads) and the
- * weighted kNN vote (against a brute-force sort of all similarities, with ties, k = N, F32,
+ * F64) and the weighted kNN vote (against a brute-force sort of all similarities, with ties, k = N, F32,
  * bit-identical for 1..3 threads).
  */
 #include "ops_test_util.h"
@@ -102,39 +101,6 @@ static void test_softmax_xent_large_logits(void) {
     CHECK(isfinite(dl[0]) && isfinite(dl[5]));
 }
 
-/* ---- sum of squares ------------------------------------------------------------------------ */
-
-static void test_sum_squares(void) {
-    const int64_t sizes[] = {1, 17, 32768, 32769, 200001};
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        int64_t n = sizes[s];
-        double *x = buf_randn((size_t)n, 100 + s, 0.5, 2.0), got = NAN, want = 0.0;
-        for (int64_t i = 0; i < n; i++) want += x[i] * x[i];
-        sc_tensor tx = sc_tensor_1d(x, SC_F64, n), out = sc_tensor_1d(&got, SC_F64, 1);
-        sc_op_sum_squares(g_be, &tx, &out);
-        CHECK_CLOSE(got, want, 0.0, 1e-12);
-        float *x32 = buf_to_f32(x, (size_t)n), g32 = NAN;
-        sc_tensor tx32 = sc_tensor_1d(x32, SC_F32, n), o32 = sc_tensor_1d(&g32, SC_F32, 1);
-        float bits[3];
-        for (int th = 1; th <= 3; th++) {
-            sc_backend *be = backend_with_threads(th);
-            sc_op_sum_squares(be, &tx32, &o32);
-            bits[th - 1] = g32;
-            sc_backend_destroy(be);
-        }
-        CHECK(memcmp(&bits[0], &bits[1], sizeof(float)) == 0 && memcmp(&bits[0], &bits[2], sizeof(float)) == 0);
-        CHECK_CLOSE(bits[0], want, 0.0, 1e-6);
-    }
-    /* any shape: a 4-D tensor is summed over every element */
-    double x4[24];
-    for (int i = 0; i < 24; i++) x4[i] = i - 12;
-    double got;
-    sc_tensor t4 = sc_tensor_4d(x4, SC_F64, 2, 3, 2, 2), out = sc_tensor_1d(&got, SC_F64, 1);
-    sc_op_sum_squares(g_be, &t4, &out);
-    CHECK(got == 1156.0); /* sum_{v=-12}^{11} v^2 = 650 + 506 */
-    bufs_release();
-}
-
 /* ---- kNN vote --------------------------------------------------------------------------- */
 
 static void normalise_rows(double *x, int64_t n, int64_t f) {
@@ -231,7 +197,6 @@ int main(void) {
     g_be = backend_with_threads(2);
     SC_RUN(test_softmax_xent);
     SC_RUN(test_softmax_xent_large_logits);
-    SC_RUN(test_sum_squares);
     SC_RUN(test_knn);
     SC_RUN(test_knn_ties);
     sc_backend_destroy(g_be);

@@ -143,11 +143,12 @@ static void run_model(const parity_case *c, const sc_safetensors *st, const sc_s
     if (dt == SC_F64) check_same_names(st, t);
     sc_tensor pb = sc_model_param_buffer(m), gb = sc_model_grad_buffer(m), sb = sc_model_state_buffer(m);
     sc_loss loss;
-    CHECK(sc_loss_init(&loss, be, c->tau, views, sc_model_out_dim(m), dt) == SC_OK);
+    sc_contrastive_desc ld = sc_contrastive_ntxent(c->tau);
+    CHECK(sc_loss_init(&loss, be, &ld, views, sc_model_out_dim(m), dt) == SC_OK);
     int64_t in_numel = (int64_t)views * c->size * c->size * c->mc.in_channels;
     void *xbuf = malloc((size_t)in_numel * sc_dtype_size(dt));
-    double lr_value = 0;
-    sc_tensor lr = sc_tensor_1d(&lr_value, SC_F64, 1);
+    double scalars[SC_OPTIM_NSCALARS] = {0}; /* the learning rate is set per step (use_schedule 0) */
+    sc_tensor sct = sc_tensor_1d(scalars, SC_F64, SC_OPTIM_NSCALARS);
     static const double lrs[3] = {0.1, 0.08, 0.06}; /* must match --lrs below */
     sc_optim_hparams hp = {.kind = SC_OPTIM_LARS, .momentum = 0.9, .weight_decay = 1e-4, .trust_coef = 0.001};
     int ok = load_rows(st, t, pb.data, dt);
@@ -182,8 +183,8 @@ static void run_model(const parity_case *c, const sc_safetensors *st, const sc_s
             snprintf(gname, sizeof gname, "grad.%s", p->name);
             compare(st, st32, gname, (char *)gb.data + p->offset * sc_dtype_size(dt), dt, p->numel, tol->grad);
         }
-        lr_value = lrs[step];
-        sc_op_optim_step(be, &hp, t, &pb, &gb, &sb, &lr);
+        scalars[SC_OPTIM_LR] = lrs[step];
+        sc_op_optim_step(be, &hp, t, &pb, &gb, &sb, NULL, &sct);
     }
     for (int i = 0; ok && i < t->count; i++) {
         char name[300];

@@ -14,8 +14,8 @@
  *  - Every output is overwritten (never accumulated into) unless the op says otherwise.
  *  - All tensors of one call share a dtype: F32 on every backend, F64 on the CPU (used by the
  *    finite-difference gradient checks).
- *  - Scalars that change every step (learning rate) and results (loss) are 1-element tensors
- *    in backend memory, so a device step needs no host synchronisation.
+ *  - Scalars that change every step (step counter, learning rate) and results (loss, gradient
+ *    norm) live in backend memory, so a device step needs no host synchronisation.
  */
 #ifndef SIMCLR_BACKEND_H
 #define SIMCLR_BACKEND_H
@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "simclr/params.h"
+#include "simclr/schedule.h"
 #include "simclr/status.h"
 #include "simclr/tensor.h"
 
@@ -52,16 +53,98 @@ typedef struct sc_pool_desc {
 
 sc_pool_desc sc_pool_desc_make(int n, int h, int w, int c, int window, int stride, int pad);
 
-/* Optimizer kinds and hyper-parameters for optim_step (see include/simclr/optim.h). */
-typedef enum sc_optim_kind { SC_OPTIM_LARS = 0, SC_OPTIM_SGD = 1 } sc_optim_kind;
+/* ---- contrastive losses (the loss op; see src/backend/cpu/cpu_loss.c for the exact
+ * definitions, which every backend follows) ----
+ *
+ * The loss compares this rank's anchor rows z_rows [R, D] with the columns z_cols [C, D]: all
+ * ranks' embeddings gathered in rank order (a single process passes the same tensor twice).
+ * Local row i IS column row_offset + i (the rows are a slice of the columns). Columns come in
+ * pairing blocks of `pair_block` rows (each block: its first half is view 1 of its images, the
+ * second half view 2 in the same order), so the positive of column j is
+ *   pos(j) = (j / P) * P + ((j % P) + P / 2) % P,        P = pair_block (0 means C).
+ * With s_ik the cosine similarity of row i and column k, the anchor's own column row_offset + i
+ * is masked out, its positive is pos(row_offset + i), and its negatives are every other column.
+ * The loss is the mean over the R local anchors; `accuracy` is the fraction of local anchors
+ * whose positive is strictly more similar than every negative.
+ *
+ * Multi-GPU: each rank passes its rows and the all-gathered columns; the gradient of its own
+ * rows is d_rows + (the sum over ranks of their d_cols, reduce-scattered to the owner). With
+ * the data-parallel mean of parameter gradients, that is the gradient of the mean loss over
+ * all anchors of all ranks. */
+typedef enum sc_contrastive_kind {
+    SC_CONTRASTIVE_NTXENT = 0,      /* softmax cross-entropy over k != i, temperature tau */
+    SC_CONTRASTIVE_NT_LOGISTIC = 1, /* sigmoid of the positive and of each negative, temperature tau */
+    SC_CONTRASTIVE_MARGIN = 2,      /* margin triplet: max(0, s_neg - s_pos + margin) */
+} sc_contrastive_kind;
+
+typedef struct sc_contrastive_desc {
+    sc_contrastive_kind kind;
+    double tau;         /* temperature: ntxent and nt_logistic */
+    double margin;      /* margin triplet, in cosine-similarity units */
+    int semi_hard;      /* nt_logistic and margin: use only each anchor's semi-hard negative */
+    int normalize;      /* 1: the op L2-normalises rows and columns itself (x / max(||x||, 1e-12))
+                         * and returns gradients with respect to the raw inputs; 0: the inputs
+                         * are already unit vectors */
+    int64_t row_offset; /* column index of local row 0 */
+    int64_t pair_block; /* rows per pairing block of the columns; 0 = C (one block) */
+} sc_contrastive_desc;
+
+/* The positive of column j: its partner in the other half of its pairing block. */
+static inline int64_t sc_contrastive_positive(int64_t j, int64_t pair_block) {
+    return j / pair_block * pair_block + (j % pair_block + pair_block / 2) % pair_block;
+}
+
+/* The single-process form of the paper: z [2N, D], rows = columns, one pairing block. */
+static inline sc_contrastive_desc sc_contrastive_ntxent(double tau) {
+    sc_contrastive_desc d = {SC_CONTRASTIVE_NTXENT, tau, 0.0, 0, 0, 0, 0};
+    return d;
+}
+
+/* ---- optimizers (see src/backend/cpu/cpu_optim.c for the exact update rules) ----
+ *
+ * One step reads the gradients once to get every tensor's norms and the global gradient norm,
+ * then updates every trainable tensor. The step keeps its scalars in backend memory (one F64
+ * tensor of SC_OPTIM_NSCALARS elements), so it never synchronises with the host:
+ *   [SC_OPTIM_STEP]       in/out: the schedule step t of this call; incremented by every call
+ *                         (taken or skipped)
+ *   [SC_OPTIM_LR]         out: the learning rate of this call (schedule(t), rounded to the
+ *                         parameter dtype); IN when hparams.use_schedule is 0
+ *   [SC_OPTIM_GRAD_NORM]  out: the global L2 norm of the gradients (before clipping) over every
+ *                         row without SC_PARAM_BN_STAT; NaN or Inf when a gradient is not finite
+ *   [SC_OPTIM_CLIP_COEF]  out: the factor the gradients were scaled by (1 without clipping)
+ *   [SC_OPTIM_SKIPPED]    out: 1 when this call skipped the update because a gradient was not
+ *                         finite (weights and state are then left untouched), else 0
+ *   [SC_OPTIM_SKIP_COUNT] in/out: steps skipped so far
+ * AdamW's bias corrections use the count of applied updates, STEP - SKIP_COUNT + 1. */
+typedef enum sc_optim_kind { SC_OPTIM_LARS = 0, SC_OPTIM_SGD = 1, SC_OPTIM_ADAMW = 2 } sc_optim_kind;
+
+enum {
+    SC_OPTIM_STEP = 0,
+    SC_OPTIM_LR,
+    SC_OPTIM_GRAD_NORM,
+    SC_OPTIM_CLIP_COEF,
+    SC_OPTIM_SKIPPED,
+    SC_OPTIM_SKIP_COUNT,
+    SC_OPTIM_NSCALARS
+};
 
 typedef struct sc_optim_hparams {
     sc_optim_kind kind;
-    double momentum;     /* 0.9 */
-    double weight_decay; /* coupled (added to the gradient), skipped for SC_PARAM_NO_WD rows */
-    double trust_coef;   /* LARS eeta (0.001); rows with SC_PARAM_NO_LARS use trust 1 */
-    int nesterov;        /* SGD only */
+    double momentum;       /* LARS and SGD (0.9) */
+    double weight_decay;   /* LARS, SGD: added to the gradient; AdamW: decoupled (w *= 1 - lr wd);
+                            * skipped for SC_PARAM_NO_WD rows */
+    double trust_coef;     /* LARS eeta (0.001); rows with SC_PARAM_NO_LARS use trust 1 */
+    int nesterov;          /* SGD only */
+    double beta1, beta2;   /* AdamW moment decay rates (0.9, 0.999) */
+    double eps;            /* AdamW denominator term (1e-8) */
+    double clip_grad_norm; /* > 0: scale every gradient by min(1, clip / (||g|| + 1e-6)) first */
+    int use_schedule;      /* 1: lr = sc_schedule_lr(&schedule, scalars[STEP]) on the backend;
+                            * 0: lr = scalars[SC_OPTIM_LR] as written by the caller */
+    sc_schedule schedule;
 } sc_optim_hparams;
+
+/* Flat state buffers an optimizer needs: 1 (momentum) or 2 (AdamW: first and second moment). */
+static inline int sc_optim_state_buffers(sc_optim_kind kind) { return kind == SC_OPTIM_ADAMW ? 2 : 1; }
 
 typedef struct sc_backend sc_backend;
 
@@ -151,19 +234,29 @@ typedef struct sc_backend_ops {
     void (*l2norm_bwd)(sc_backend *be, const sc_tensor *y, const sc_tensor *norm,
                        const sc_tensor *dy, sc_tensor *dx);
 
-    /* ---- NT-Xent on L2-normalised z [2N, D]: rows 0..N-1 are view 1, N..2N-1 view 2, the
-     * positive of row i is row (i + N) mod 2N. loss[1] = mean over all 2N anchors of
-     * -log softmax_{k != i}(z_i . z_k / tau)[pos(i)]; accuracy[1] = fraction of anchors whose
-     * positive has the highest similarity; dz (may be NULL) = d loss / d z. ---- */
-    void (*ntxent)(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
-                   sc_tensor *accuracy, sc_tensor *dz);
+    /* ---- the contrastive loss (semantics above sc_contrastive_desc) ----
+     * z_rows [R, D] and z_cols [C, D] share a dtype: F32 or F64 (CPU), F32 or BF16 (CUDA,
+     * computed with fp32 accumulation). loss[1] and accuracy[1] (may be NULL) are F32 for BF16
+     * inputs, else the input dtype. d_rows [R, D] and d_cols [C, D] (the input dtype) are both
+     * NULL (forward only) or both given: d_rows receives the gradient through the anchor role,
+     * d_cols through the column role. In the single-process form (z_rows and z_cols the same
+     * tensor, row_offset 0) d_cols may be the same tensor as d_rows: it then receives their
+     * sum, d loss / d z. ws is backend scratch of contrastive_workspace bytes (may be NULL
+     * when that is 0); nothing else is allocated, and no R x C matrix is kept on CUDA. */
+    size_t (*contrastive_workspace)(sc_backend *be, const sc_contrastive_desc *d, int64_t rows,
+                                    int64_t cols, int64_t dim, sc_dtype dt);
+    void (*contrastive)(sc_backend *be, const sc_contrastive_desc *d, const sc_tensor *z_rows,
+                        const sc_tensor *z_cols, sc_tensor *loss, sc_tensor *accuracy,
+                        sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws);
 
     /* ---- one optimizer step over the flat buffers (1-D tensors of table->total elements):
-     * state is the momentum buffer, lr a 1-element tensor. Rows flagged SC_PARAM_BN_STAT are
-     * left untouched. ---- */
+     * state is the momentum (LARS, SGD) or the first moment (AdamW), state2 the AdamW second
+     * moment (NULL otherwise), scalars the F64 [SC_OPTIM_NSCALARS] step record above. grads
+     * have the params dtype (or BF16 with F32 params on CUDA). Rows flagged SC_PARAM_BN_STAT
+     * are left untouched. Deterministic: the same inputs give the same bits. ---- */
     void (*optim_step)(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
                        sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
-                       const sc_tensor *lr);
+                       sc_tensor *state2, sc_tensor *scalars);
 
     /* ---- supervised loss, monitoring and evaluation ---- */
     /* Softmax cross-entropy of logits [N, K] against labels [N] (I32, each in [0, K)):
@@ -172,10 +265,6 @@ typedef struct sc_backend_ops {
      * d loss / d logits = (softmax(l_i) - onehot(y_i)) / N. */
     void (*softmax_xent)(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
                          sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits);
-    /* out[1] = sum of x^2 over every element of x (any shape), accumulated in double over
-     * fixed-size blocks combined in order (the gradient norm is sqrt of it on the flat
-     * gradient buffer). */
-    void (*sum_squares)(sc_backend *be, const sc_tensor *x, sc_tensor *out);
     /* Weighted kNN vote: for each query row q_i of queries [Q, F], the k rows of bank [N, F]
      * with the largest dot products s (rows are L2-normalised, so s is the cosine; ties go to
      * the lower bank index) vote for their label: scores[i, c] = sum over those neighbours
@@ -282,14 +371,16 @@ void sc_op_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, co
 void sc_op_l2norm_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y, sc_tensor *norm);
 void sc_op_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm,
                       const sc_tensor *dy, sc_tensor *dx);
-void sc_op_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
-                  sc_tensor *accuracy, sc_tensor *dz);
+size_t sc_op_contrastive_workspace(sc_backend *be, const sc_contrastive_desc *d, int64_t rows,
+                                   int64_t cols, int64_t dim, sc_dtype dt);
+void sc_op_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_tensor *z_rows,
+                       const sc_tensor *z_cols, sc_tensor *loss, sc_tensor *accuracy,
+                       sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws);
 void sc_op_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
-                      sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
-                      const sc_tensor *lr);
+                      sc_tensor *params, const sc_tensor *grads, sc_tensor *state, sc_tensor *state2,
+                      sc_tensor *scalars);
 void sc_op_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
                         sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits);
-void sc_op_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out);
 void sc_op_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,
                       const sc_tensor *bank_labels, int k, double temperature, sc_tensor *scores);
 

@@ -29,8 +29,8 @@ extern "C" {
 typedef enum { SC_ARCH_RESNET18, SC_ARCH_RESNET34, SC_ARCH_RESNET50 } sc_arch;  /* resnet18 resnet34 resnet50 */
 typedef enum { SC_STEM_CIFAR, SC_STEM_IMAGENET } sc_stem;                      /* cifar imagenet */
 typedef enum { SC_DATASET_FASHION_MNIST, SC_DATASET_CIFAR10, SC_DATASET_CIFAR100 } sc_dataset_kind; /* fashion_mnist cifar10 cifar100 */
-typedef enum { SC_LOSS_NTXENT } sc_loss_kind;                                 /* ntxent */
-typedef enum { SC_OPT_LARS, SC_OPT_SGD } sc_opt_name;                         /* lars sgd */
+typedef enum { SC_LOSS_NTXENT, SC_LOSS_NT_LOGISTIC, SC_LOSS_MARGIN } sc_loss_kind; /* ntxent nt_logistic margin */
+typedef enum { SC_OPT_LARS, SC_OPT_SGD, SC_OPT_ADAMW } sc_opt_name;          /* lars sgd adamw */
 typedef enum { SC_LR_LINEAR, SC_LR_SQRT, SC_LR_NONE } sc_lr_scaling;          /* linear sqrt none */
 typedef enum { SC_PROGRESS_AUTO, SC_PROGRESS_ALWAYS, SC_PROGRESS_NEVER } sc_progress_mode; /* auto always never */
 
@@ -87,7 +87,9 @@ typedef struct sc_config {
     } augment;
     struct {
         int name;                 /* sc_loss_kind */
-        double temperature;
+        double temperature;       /* ntxent, nt_logistic */
+        double margin;            /* margin triplet, cosine-similarity units */
+        int semi_hard;            /* nt_logistic, margin: semi-hard negative mining */
     } loss;
     struct {
         int name;                 /* sc_opt_name */
@@ -97,6 +99,8 @@ typedef struct sc_config {
         double weight_decay;
         double trust_coef;        /* LARS eeta */
         int nesterov;             /* SGD */
+        double beta1, beta2, eps; /* AdamW */
+        double clip_grad_norm;    /* > 0: clip the global gradient norm to this; 0 = off */
     } optim;
     struct {
         int batch_size;           /* images per step (2x views) */

@@ -1,17 +1,21 @@
 /*
  * loss.h - the contrastive loss on the head output, as the trainer uses it.
  *
- *   z [2N, D] --L2 normalise--> zn --NT-Xent(tau)--> loss, contrastive accuracy
+ *   z [2N, D] --L2 normalise + loss (one backend op)--> loss, contrastive accuracy
  *
  * and backward: d loss / d z. Rows 0..N-1 are the first view of each sample and N..2N-1 the
- * second view in the same order. The loss is the paper's L (mean over all 2N anchors; the
- * official TensorFlow code reports 2L). Both steps are backend ops (sc_op_l2norm_*,
- * sc_op_ntxent); this module owns their buffers, planned once for the largest batch.
+ * second view in the same order. The loss is NT-Xent (the paper's L: the mean over all 2N
+ * anchors; the official TensorFlow code reports 2L), NT-Logistic or the margin triplet loss,
+ * the last two optionally with semi-hard negatives (exact definitions in
+ * src/backend/cpu/cpu_loss.c). The normalisation and the loss are one backend op
+ * (sc_op_contrastive with normalize = 1), which the CUDA backend fuses; this module owns its
+ * buffers and workspace, planned once for the largest batch.
  */
 #ifndef SIMCLR_LOSS_H
 #define SIMCLR_LOSS_H
 
 #include "simclr/backend.h"
+#include "simclr/config.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,19 +23,22 @@ extern "C" {
 
 typedef struct sc_loss {
     sc_backend *be;
-    double tau;
+    sc_contrastive_desc desc;
     sc_dtype dtype;
     int max_rows, dim;
     void *block;      /* one backend allocation for every buffer below */
-    sc_tensor zn;     /* [max_rows, D] normalised embeddings */
-    sc_tensor norm;   /* [max_rows] */
-    sc_tensor dzn;    /* [max_rows, D] gradient of zn */
     sc_tensor dz;     /* [max_rows, D] gradient of z */
     sc_tensor loss;   /* [1] */
     sc_tensor acc;    /* [1] */
+    sc_tensor ws;     /* the op's workspace for max_rows (bytes, as U8) */
 } sc_loss;
 
-sc_status sc_loss_init(sc_loss *l, sc_backend *be, double tau, int max_rows, int dim, sc_dtype dt);
+/* The loss of the config: loss.name, loss.temperature, loss.margin, loss.semi_hard. */
+sc_contrastive_desc sc_loss_desc_from_config(const sc_config *cfg);
+
+/* desc->normalize, row_offset and pair_block are set by the module (single-matrix form). */
+sc_status sc_loss_init(sc_loss *l, sc_backend *be, const sc_contrastive_desc *desc, int max_rows, int dim,
+                       sc_dtype dt);
 void sc_loss_free(sc_loss *l);
 
 /* Forward (and backward when dz != NULL, which then receives a view of d loss / d z).

@@ -84,8 +84,6 @@ void sc_model_forward(sc_model *m, const sc_tensor *x, int train, sc_tensor *h, 
  * buffer (overwritten; BN running-statistic rows are zero). */
 void sc_model_backward(sc_model *m, const sc_tensor *dz);
 
-/* The L2 norm of the whole gradient buffer (sc_op_sum_squares; synchronises the device). */
-double sc_model_grad_norm(sc_model *m);
 
 #ifdef __cplusplus
 }

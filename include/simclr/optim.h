@@ -1,11 +1,14 @@
 /*
  * optim.h - learning-rate scaling, the warmup + cosine schedule, and the optimizer driver.
  *
- * The per-tensor update rules (LARS as in the official SimCLR code, SGD with momentum) are
- * backend ops (sc_op_optim_step, see backend.h); this module computes the learning rate of
- * each step and hands it to the backend as a 1-element device tensor.
+ * The update rules (LARS as in the official SimCLR code, SGD with momentum, AdamW; global
+ * gradient-norm clipping; skipping steps whose gradients are not finite) are one backend op
+ * (sc_op_optim_step, see backend.h and src/backend/cpu/cpu_optim.c). The op evaluates the
+ * schedule itself from a step counter kept in backend memory, so a step needs no host
+ * synchronisation; this module owns that counter and the other per-step scalars, and reads
+ * them back for logging.
  *
- * Schedule, per step t (0-based), as google-research/simclr's learning_rate_schedule:
+ * Schedule (include/simclr/schedule.h), per step t (0-based), as google-research/simclr:
  *   peak   = base * B / 256   (linear scaling)  or  base * sqrt(B)  (sqrt)  or  base (none)
  *   lr(t)  = peak * t / W                                   for t < W  (linear warmup)
  *          = peak * 0.5 * (1 + cos(pi * (t - W) / (T - W))) for W <= t < T
@@ -19,6 +22,7 @@
 
 #include "simclr/backend.h"
 #include "simclr/config.h"
+#include "simclr/schedule.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,40 +31,51 @@ extern "C" {
 /* base * B/256, base * sqrt(B) or base. */
 double sc_lr_scaled(double base, sc_lr_scaling rule, int64_t batch_size);
 
-typedef struct sc_schedule {
-    double peak_lr;
-    int64_t warmup_steps;
-    int64_t total_steps;
-} sc_schedule;
-
-double sc_schedule_lr(const sc_schedule *s, int64_t step);
-
 /* Steps of a run: steps_per_epoch = floor(count / global_batch) (the last partial batch is
  * dropped), total = floor(steps_per_epoch * epochs), warmup = round(steps_per_epoch *
  * warmup_epochs) capped at total. */
 sc_schedule sc_schedule_from_config(const sc_config *cfg, int64_t steps_per_epoch);
 
-/* The optimizer: hyper-parameters, schedule and the device-resident learning rate. */
+/* What one step did, read back from the backend. */
+typedef struct sc_optim_report {
+    double lr;             /* the learning rate it used */
+    double grad_norm;      /* global gradient norm before clipping (NaN/Inf when not finite) */
+    double clip_coef;      /* the gradient scale applied (1 without clipping, 0 when skipped) */
+    int skipped;           /* 1: a gradient was not finite and nothing was updated */
+    int64_t skipped_total; /* steps skipped so far */
+} sc_optim_report;
+
+/* The optimizer: hyper-parameters, schedule and the backend-resident step scalars. */
 typedef struct sc_optimizer {
-    sc_optim_hparams hp;
+    sc_optim_hparams hp;      /* hp.schedule == schedule, hp.use_schedule == 1 */
     sc_schedule schedule;
     sc_backend *be;
-    sc_tensor lr;    /* [1] on the backend */
-    double last_lr;  /* the rate of the most recent step, for logging */
+    void *block;              /* one backend allocation for the tensors below */
+    sc_tensor scalars;        /* [SC_OPTIM_NSCALARS] F64 (backend.h) */
+    sc_tensor second_moment;  /* AdamW's second moment [numel] (the model's state buffer holds
+                               * the first); empty for LARS and SGD */
+    sc_dtype dtype;           /* of the flat buffers */
+    int64_t next_step;        /* the step the backend counter holds */
+    double last_lr;           /* the rate of the most recent step (host copy, for logging) */
 } sc_optimizer;
 
+/* numel: elements of the flat buffers (sc_param_table.total), for AdamW's second moment. */
 sc_status sc_optimizer_init(sc_optimizer *opt, sc_backend *be, const sc_optim_hparams *hp,
-                            const sc_schedule *schedule, sc_dtype dtype);
+                            const sc_schedule *schedule, int64_t numel, sc_dtype dtype);
 sc_optim_hparams sc_optim_hparams_from_config(const sc_config *cfg);
-/* One update of params from grads at step `step` (sets opt->last_lr): set_lr then apply. */
+/* One update of params from grads at step `step`: prepare, then apply. Sets opt->last_lr. */
 void sc_optimizer_step(sc_optimizer *opt, const sc_param_table *table, sc_tensor *params,
                        const sc_tensor *grads, sc_tensor *state, int64_t step);
-/* The two halves of a step, for callers that record the update in a step graph: set_lr
- * writes the scheduled rate of `step` into opt->lr (a host transfer, outside the graph);
- * apply runs the update, which reads opt->lr on the backend (inside the graph). */
-void sc_optimizer_set_lr(sc_optimizer *opt, int64_t step);
+/* The two halves of a step, for callers that record the update in a step graph. prepare runs
+ * on the host, outside the graph: the backend counter advances by itself, so it is written
+ * only when `step` is not the one it holds (the first step, after a resume) and consecutive
+ * steps transfer nothing; it sets opt->last_lr. apply runs the update op, which reads the
+ * counter and evaluates the schedule on the backend (inside the graph). */
+void sc_optimizer_prepare(sc_optimizer *opt, int64_t step);
 void sc_optimizer_apply(sc_optimizer *opt, const sc_param_table *table, sc_tensor *params,
                         const sc_tensor *grads, sc_tensor *state);
+/* Copy the scalars of the most recent step to the host (synchronises). */
+void sc_optimizer_read(sc_optimizer *opt, sc_optim_report *out);
 void sc_optimizer_free(sc_optimizer *opt);
 
 #ifdef __cplusplus

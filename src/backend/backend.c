@@ -8,6 +8,7 @@
  */
 #include "simclr/backend.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,27 +441,83 @@ void sc_op_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm,
     be->ops->l2norm_bwd(be, y, norm, dy, dx);
 }
 
-void sc_op_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
-                  sc_tensor *accuracy, sc_tensor *dz) {
-    expect_float("ntxent", z);
-    SC_CHECK(z->ndim == 2 && z->shape[0] >= 2 && z->shape[0] % 2 == 0,
-             "ntxent: z must be [2N, D] with N >= 1");
-    SC_CHECK(tau > 0.0, "ntxent: temperature must be positive");
-    EXPECT("ntxent", "loss", loss, z->dtype, 1);
-    if (accuracy) EXPECT("ntxent", "accuracy", accuracy, z->dtype, 1);
-    if (dz) expect_same("ntxent", "dz", dz, z);
-    be->ops->ntxent(be, z, tau, loss, accuracy, dz);
+size_t sc_op_contrastive_workspace(sc_backend *be, const sc_contrastive_desc *d, int64_t rows,
+                                   int64_t cols, int64_t dim, sc_dtype dt) {
+    return be->ops->contrastive_workspace(be, d, rows, cols, dim, dt);
+}
+
+void sc_op_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_tensor *z_rows,
+                       const sc_tensor *z_cols, sc_tensor *loss, sc_tensor *accuracy,
+                       sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws) {
+    const char *op = "contrastive";
+    SC_CHECK(z_rows && z_cols && z_rows->ndim == 2 && z_cols->ndim == 2,
+             "%s: z_rows and z_cols must be [R, D] and [C, D]", op);
+    sc_dtype dt = z_rows->dtype;
+    int cuda = be->kind == SC_DEVICE_CUDA;
+    SC_CHECK(dt == SC_F32 || (dt == SC_F64 && !cuda) || (dt == SC_BF16 && cuda),
+             "%s: inputs must be F32 or %s, not %s", op, cuda ? "BF16" : "F64", sc_dtype_name(dt));
+    int64_t rows = z_rows->shape[0], cols = z_cols->shape[0], dim = z_rows->shape[1];
+    EXPECT(op, "z_cols", z_cols, dt, cols, dim);
+    int64_t block = d->pair_block > 0 ? d->pair_block : cols;
+    SC_CHECK(rows >= 1 && cols >= 2 && dim >= 1, "%s: needs at least 1 row, 2 columns and 1 dimension", op);
+    SC_CHECK(block >= 2 && block % 2 == 0 && cols % block == 0,
+             "%s: pair_block %lld must be even and divide the %lld columns", op, (long long)block,
+             (long long)cols);
+    SC_CHECK(d->row_offset >= 0 && d->row_offset + rows <= cols,
+             "%s: rows [%lld, %lld) are not inside the %lld columns", op, (long long)d->row_offset,
+             (long long)(d->row_offset + rows), (long long)cols);
+    SC_CHECK(d->kind == SC_CONTRASTIVE_NTXENT || d->kind == SC_CONTRASTIVE_NT_LOGISTIC ||
+                 d->kind == SC_CONTRASTIVE_MARGIN,
+             "%s: unknown loss kind %d", op, (int)d->kind);
+    SC_CHECK(d->kind == SC_CONTRASTIVE_MARGIN || d->tau > 0.0, "%s: temperature must be positive", op);
+    SC_CHECK(d->kind != SC_CONTRASTIVE_MARGIN || isfinite(d->margin), "%s: margin must be finite", op);
+    SC_CHECK(!d->semi_hard || d->kind != SC_CONTRASTIVE_NTXENT, "%s: semi-hard mining is for nt_logistic and margin", op);
+    sc_dtype out = dt == SC_BF16 ? SC_F32 : dt;
+    EXPECT(op, "loss", loss, out, 1);
+    if (accuracy) EXPECT(op, "accuracy", accuracy, out, 1);
+    SC_CHECK((d_rows == NULL) == (d_cols == NULL), "%s: d_rows and d_cols are both given or both NULL", op);
+    if (d_rows) {
+        EXPECT(op, "d_rows", d_rows, dt, rows, dim);
+        EXPECT(op, "d_cols", d_cols, dt, cols, dim);
+        SC_CHECK(d_rows->data != d_cols->data ||
+                     (z_rows->data == z_cols->data && rows == cols && d->row_offset == 0),
+                 "%s: d_rows may be d_cols only in the single-matrix form (z_rows == z_cols)", op);
+    }
+    size_t need = be->ops->contrastive_workspace(be, d, rows, cols, dim, dt);
+    size_t have = ws ? sc_tensor_nbytes(ws) : 0;
+    SC_CHECK(have >= need && (need == 0 || ws->data), "%s: workspace of %zu bytes, %zu needed", op, have, need);
+    be->ops->contrastive(be, d, z_rows, z_cols, loss, accuracy, d_rows, d_cols, ws);
 }
 
 void sc_op_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
-                      sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
-                      const sc_tensor *lr) {
-    expect_float("optim_step", params);
-    EXPECT("optim_step", "params", params, params->dtype, table->total);
-    EXPECT("optim_step", "grads", grads, params->dtype, table->total);
-    EXPECT("optim_step", "state", state, params->dtype, table->total);
-    SC_CHECK(lr && sc_tensor_numel(lr) == 1, "optim_step: lr must be a 1-element tensor");
-    be->ops->optim_step(be, hp, table, params, grads, state, lr);
+                      sc_tensor *params, const sc_tensor *grads, sc_tensor *state, sc_tensor *state2,
+                      sc_tensor *scalars) {
+    const char *op = "optim_step";
+    expect_float(op, params);
+    sc_dtype dt = params->dtype;
+    EXPECT(op, "params", params, dt, table->total);
+    if (grads && grads->dtype == SC_BF16 && dt == SC_F32 && be->kind == SC_DEVICE_CUDA)
+        EXPECT(op, "grads", grads, SC_BF16, table->total);
+    else
+        EXPECT(op, "grads", grads, dt, table->total);
+    EXPECT(op, "state", state, dt, table->total);
+    if (sc_optim_state_buffers(hp->kind) == 2)
+        EXPECT(op, "state2", state2, dt, table->total);
+    else
+        SC_CHECK(state2 == NULL, "%s: state2 is only for AdamW", op);
+    EXPECT(op, "scalars", scalars, SC_F64, SC_OPTIM_NSCALARS);
+    SC_CHECK(hp->kind == SC_OPTIM_LARS || hp->kind == SC_OPTIM_SGD || hp->kind == SC_OPTIM_ADAMW,
+             "%s: unknown optimizer kind %d", op, (int)hp->kind);
+    SC_CHECK(hp->momentum >= 0.0 && hp->momentum < 1.0, "%s: momentum %g is outside [0, 1)", op, hp->momentum);
+    SC_CHECK(hp->kind != SC_OPTIM_ADAMW ||
+                 (hp->beta1 >= 0.0 && hp->beta1 < 1.0 && hp->beta2 >= 0.0 && hp->beta2 < 1.0 && hp->eps > 0.0),
+             "%s: AdamW needs betas in [0, 1) and eps > 0", op);
+    SC_CHECK(hp->clip_grad_norm >= 0.0, "%s: clip_grad_norm must be >= 0", op);
+    SC_CHECK(!hp->use_schedule || (hp->schedule.warmup_steps >= 0 &&
+                                   hp->schedule.total_steps >= hp->schedule.warmup_steps &&
+                                   hp->schedule.total_steps >= 1),
+             "%s: schedule needs 0 <= warmup <= total and total >= 1", op);
+    be->ops->optim_step(be, hp, table, params, grads, state, state2, scalars);
 }
 
 void sc_op_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
@@ -473,13 +530,6 @@ void sc_op_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor
     if (accuracy) EXPECT("softmax_xent", "accuracy", accuracy, logits->dtype, 1);
     if (dlogits) expect_same("softmax_xent", "dlogits", dlogits, logits);
     be->ops->softmax_xent(be, logits, labels, loss, accuracy, dlogits);
-}
-
-void sc_op_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out) {
-    expect_float("sum_squares", x);
-    SC_CHECK(x->data != NULL, "sum_squares: x has no data");
-    EXPECT("sum_squares", "out", out, x->dtype, 1);
-    be->ops->sum_squares(be, x, out);
 }
 
 void sc_op_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank,

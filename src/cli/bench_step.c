@@ -130,14 +130,15 @@ static int rig_make(rig *r, const args *a, const char *device, int batch, const 
                              .autotune = a->autotune, .workspace_limit = (size_t)a->workspace_mb << 20};
     int views = 2 * batch;
     sc_model_config mc = model_config(a);
+    sc_contrastive_desc ld = sc_contrastive_ntxent(a->tau);
     if (sc_backend_create(device, &bo, &r->be) != SC_OK || sc_model_create(&mc, r->be, SC_F32, &r->m) != SC_OK ||
         sc_model_plan(r->m, views, a->size, a->size) != SC_OK ||
-        sc_loss_init(&r->loss, r->be, a->tau, views, sc_model_out_dim(r->m), SC_F32) != SC_OK)
+        sc_loss_init(&r->loss, r->be, &ld, views, sc_model_out_dim(r->m), SC_F32) != SC_OK)
         return 0;
     sc_model_init_params(r->m, 1);
     sc_schedule s = {.peak_lr = 0.3, .warmup_steps = 0, .total_steps = 1000000};
     sc_optim_hparams hp = {.kind = SC_OPTIM_LARS, .momentum = 0.9, .weight_decay = 1e-6, .trust_coef = 1e-3};
-    if (sc_optimizer_init(&r->opt, r->be, &hp, &s, SC_F32) != SC_OK) return 0;
+    if (sc_optimizer_init(&r->opt, r->be, &hp, &s, sc_model_params(r->m)->total, SC_F32) != SC_OK) return 0;
     void *xd;
     size_t bytes = (size_t)views * a->size * a->size * a->channels * sizeof(float);
     if (sc_backend_alloc(r->be, bytes, "input", &xd) != SC_OK) return 0;
@@ -158,7 +159,7 @@ static void rig_device_step(rig *r) {
 
 /* One whole step, eager or by graph replay; returns the loss (reading it synchronises). */
 static double rig_step(rig *r, int64_t step, int use_graph) {
-    sc_optimizer_set_lr(&r->opt, step);
+    sc_optimizer_prepare(&r->opt, step);
     if (use_graph)
         sc_step_graph_launch(r->be, r->graph);
     else

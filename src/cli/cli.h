@@ -25,6 +25,16 @@ int sc_cmd_finetune(int argc, char **argv);
 
 /* Benchmarks, one per file (src/cli/bench_<name>.c), dispatched by cmd_bench.c. */
 int sc_bench_step(int argc, char **argv);
+int sc_bench_ntxent(int argc, char **argv);
+int sc_bench_lars(int argc, char **argv);
+
+/* bench_util.c: shared by the kernel benchmarks */
+typedef struct sc_bench_stats {
+    double median, p10, p90;
+} sc_bench_stats;
+double sc_bench_now(void);                            /* seconds, monotonic */
+sc_bench_stats sc_bench_summarise(double *ms, int n); /* sorts ms */
+void sc_bench_stamp(char date[32], char host[64]);    /* UTC date, host name */
 
 /* Print "simclr: error: <last error>" and map the status to an exit code. */
 int sc_cli_fail(sc_status st);

@@ -15,6 +15,8 @@ static const struct {
     const char *what;
 } benches[] = {
     {"step", sc_bench_step, "one SimCLR training step on synthetic data (views/s, TFLOP/s)"},
+    {"ntxent", sc_bench_ntxent, "the contrastive loss, forward + backward (ms, extra memory, TFLOP/s)"},
+    {"lars", sc_bench_lars, "the optimizer step on the ResNet-50 parameters (ms, GB/s vs a device copy)"},
 };
 
 int sc_cmd_bench(int argc, char **argv) {

@@ -36,8 +36,8 @@ static const char *const progress_choices[] = {"auto", "always", "never", NULL};
 static const char *const arch_choices[] = {"resnet18", "resnet34", "resnet50", NULL};
 static const char *const stem_choices[] = {"cifar", "imagenet", NULL};
 static const char *const dataset_choices[] = {"fashion_mnist", "cifar10", "cifar100", NULL};
-static const char *const loss_choices[] = {"ntxent", NULL};
-static const char *const opt_choices[] = {"lars", "sgd", NULL};
+static const char *const loss_choices[] = {"ntxent", "nt_logistic", "margin", NULL};
+static const char *const opt_choices[] = {"lars", "sgd", "adamw", NULL};
 static const char *const lr_scaling_choices[] = {"linear", "sqrt", "none", NULL};
 
 /* The spellings above must stay in step with the enumerators. */
@@ -45,8 +45,8 @@ _Static_assert(SC_PROGRESS_NEVER == 2, "progress_choices");
 _Static_assert(SC_ARCH_RESNET50 == 2, "arch_choices");
 _Static_assert(SC_STEM_IMAGENET == 1, "stem_choices");
 _Static_assert(SC_DATASET_CIFAR100 == 2, "dataset_choices");
-_Static_assert(SC_LOSS_NTXENT == 0, "loss_choices");
-_Static_assert(SC_OPT_SGD == 1, "opt_choices");
+_Static_assert(SC_LOSS_MARGIN == 2, "loss_choices");
+_Static_assert(SC_OPT_ADAMW == 2, "opt_choices");
 _Static_assert(SC_LR_NONE == 2, "lr_scaling_choices");
 
 static const sc_config_entry schema[] = {
@@ -143,13 +143,20 @@ static const sc_config_entry schema[] = {
 
     /* loss */
     ENUM(loss.name, loss_choices, "ntxent",
-         "Contrastive loss: ntxent (normalised temperature-scaled cross entropy)."),
+         "Contrastive loss: ntxent (normalised temperature-scaled cross entropy, SimCLR's), "
+         "nt_logistic or margin (triplet), the alternatives of the SimCLR paper's Table 2."),
     FLOAT(loss.temperature, 1e-4, 100, "0.1",
-          "NT-Xent temperature tau (SimCLR: 0.1 on ImageNet at batch 4096, 0.5 on CIFAR-10)."),
+          "Temperature tau of ntxent and nt_logistic (SimCLR: 0.1 on ImageNet at batch 4096, 0.5 on "
+          "CIFAR-10)."),
+    FLOAT(loss.margin, 0, 4, "0.5",
+          "Margin of the margin triplet loss, in cosine-similarity units: max(0, s_neg - s_pos + margin)."),
+    BOOL(loss.semi_hard, "false",
+         "nt_logistic and margin: use only each anchor's semi-hard negative (the most similar negative "
+         "that is less similar than the positive), as in the SimCLR paper's Table 4."),
 
     /* optim */
     ENUM(optim.name, opt_choices, "lars",
-         "Optimizer: lars (SimCLR's choice for large batches) or sgd with momentum."),
+         "Optimizer: lars (SimCLR's choice for large batches), sgd with momentum, or adamw."),
     FLOAT(optim.lr, 0, 1000, "0.3",
           "Base learning rate before batch-size scaling (SimCLR: 0.3 with linear scaling, "
           "0.075 with sqrt)."),
@@ -162,6 +169,11 @@ static const sc_config_entry schema[] = {
           "LARS trust coefficient eta, which scales each layer's step by ||w||/||g|| (SimCLR: "
           "0.001)."),
     BOOL(optim.nesterov, "false", "Nesterov momentum (sgd only)."),
+    FLOAT(optim.beta1, 0, 0.999999, "0.9", "AdamW decay rate of the first moment."),
+    FLOAT(optim.beta2, 0, 0.999999999, "0.999", "AdamW decay rate of the second moment."),
+    FLOAT(optim.eps, 1e-12, 1, "1.0e-8", "AdamW term added to the denominator."),
+    FLOAT(optim.clip_grad_norm, 0, 1e9, "0",
+          "Clip the global gradient norm to this value before the update; 0 turns clipping off."),
 
     /* train */
     INT(train.batch_size, 2, 1048576, "256",

@@ -1,33 +1,48 @@
 /*
- * ntxent.c - host side of the contrastive loss: buffer planning and the
- * normalise -> NT-Xent -> backward sequence (see include/simclr/loss.h).
+ * ntxent.c - host side of the contrastive loss: the config mapping, buffer planning and the
+ * single call of the fused normalise + loss (+ backward) op (see include/simclr/loss.h).
  */
 #include "simclr/loss.h"
 
 #include "simclr/arena.h"
 
-static sc_status plan(sc_loss *l, sc_arena *a) {
-    int64_t mat[2] = {l->max_rows, l->dim}, vec[1] = {l->max_rows}, one[1] = {1};
-    SC_TRY(sc_arena_tensor(a, l->dtype, 2, mat, &l->zn));
-    SC_TRY(sc_arena_tensor(a, l->dtype, 1, vec, &l->norm));
-    SC_TRY(sc_arena_tensor(a, l->dtype, 2, mat, &l->dzn));
+sc_contrastive_desc sc_loss_desc_from_config(const sc_config *cfg) {
+    sc_contrastive_desc d = sc_contrastive_ntxent(cfg->loss.temperature);
+    d.kind = cfg->loss.name == SC_LOSS_NT_LOGISTIC ? SC_CONTRASTIVE_NT_LOGISTIC
+             : cfg->loss.name == SC_LOSS_MARGIN    ? SC_CONTRASTIVE_MARGIN
+                                                   : SC_CONTRASTIVE_NTXENT;
+    d.margin = cfg->loss.margin;
+    d.semi_hard = d.kind != SC_CONTRASTIVE_NTXENT && cfg->loss.semi_hard;
+    return d;
+}
+
+static sc_status plan(sc_loss *l, sc_arena *a, size_t ws_bytes) {
+    int64_t mat[2] = {l->max_rows, l->dim}, one[1] = {1}, ws[1] = {(int64_t)ws_bytes};
+    sc_dtype out = l->dtype == SC_BF16 ? SC_F32 : l->dtype;
     SC_TRY(sc_arena_tensor(a, l->dtype, 2, mat, &l->dz));
-    SC_TRY(sc_arena_tensor(a, l->dtype, 1, one, &l->loss));
-    SC_TRY(sc_arena_tensor(a, l->dtype, 1, one, &l->acc));
+    SC_TRY(sc_arena_tensor(a, out, 1, one, &l->loss));
+    SC_TRY(sc_arena_tensor(a, out, 1, one, &l->acc));
+    if (ws_bytes) SC_TRY(sc_arena_tensor(a, SC_U8, 1, ws, &l->ws));
     return SC_OK;
 }
 
-sc_status sc_loss_init(sc_loss *l, sc_backend *be, double tau, int max_rows, int dim, sc_dtype dt) {
+sc_status sc_loss_init(sc_loss *l, sc_backend *be, const sc_contrastive_desc *desc, int max_rows, int dim,
+                       sc_dtype dt) {
     if (max_rows < 2 || max_rows % 2) return sc_errorf(SC_ERR_ARG, "the loss needs an even number of rows >= 2, not %d", max_rows);
-    if (!(tau > 0)) return sc_errorf(SC_ERR_ARG, "the temperature must be positive, not %g", tau);
-    *l = (sc_loss){.be = be, .tau = tau, .dtype = dt, .max_rows = max_rows, .dim = dim};
+    if (desc->kind != SC_CONTRASTIVE_MARGIN && !(desc->tau > 0))
+        return sc_errorf(SC_ERR_ARG, "the temperature must be positive, not %g", desc->tau);
+    *l = (sc_loss){.be = be, .desc = *desc, .dtype = dt, .max_rows = max_rows, .dim = dim};
+    l->desc.normalize = 1;
+    l->desc.row_offset = 0;
+    l->desc.pair_block = 0;
+    size_t ws = sc_op_contrastive_workspace(be, &l->desc, max_rows, max_rows, dim, dt);
     sc_arena a;
     sc_arena_measure(&a, "loss (planning)");
-    SC_TRY(plan(l, &a));
+    SC_TRY(plan(l, &a, ws));
     SC_TRY(sc_backend_alloc(be, a.used, "the loss buffers", &l->block));
     size_t bytes = a.used;
     sc_arena_init(&a, "loss", l->block, bytes);
-    return plan(l, &a);
+    return plan(l, &a, ws);
 }
 
 void sc_loss_free(sc_loss *l) {
@@ -40,17 +55,13 @@ void sc_loss_compute(sc_loss *l, const sc_tensor *z, sc_tensor *dz) {
     SC_CHECK(rows <= l->max_rows && z->ndim == 2 && z->shape[1] == l->dim,
              "loss input [%lld, %lld] does not fit the plan [<=%d, %d]", (long long)rows,
              (long long)z->shape[1], l->max_rows, l->dim);
-    sc_tensor zn = sc_tensor_slice0(&l->zn, 0, rows);
-    sc_tensor norm = sc_tensor_slice0(&l->norm, 0, rows);
-    sc_op_l2norm_fwd(l->be, z, &zn, &norm);
+    sc_tensor *ws = l->ws.data ? &l->ws : NULL;
     if (!dz) {
-        sc_op_ntxent(l->be, &zn, l->tau, &l->loss, &l->acc, NULL);
+        sc_op_contrastive(l->be, &l->desc, z, z, &l->loss, &l->acc, NULL, NULL, ws);
         return;
     }
-    sc_tensor dzn = sc_tensor_slice0(&l->dzn, 0, rows);
-    sc_op_ntxent(l->be, &zn, l->tau, &l->loss, &l->acc, &dzn);
     *dz = sc_tensor_slice0(&l->dz, 0, rows);
-    sc_op_l2norm_bwd(l->be, &zn, &norm, &dzn, dz);
+    sc_op_contrastive(l->be, &l->desc, z, z, &l->loss, &l->acc, dz, dz, ws);
 }
 
 void sc_loss_read(sc_loss *l, double *loss, double *accuracy) {

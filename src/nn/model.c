@@ -24,7 +24,6 @@ struct sc_model {
     sc_resnet *enc;
     sc_head *head;
     void *params, *grads, *state; /* flat buffers of table.total elements */
-    void *sumsq;                  /* [1]: the gradient's sum of squares */
     /* planned memory */
     void *block;
     size_t block_bytes;
@@ -67,7 +66,6 @@ sc_status sc_model_create(const sc_model_config *mc, sc_backend *be, sc_dtype dt
     if (st == SC_OK) st = sc_backend_alloc(be, bytes, "parameters", &m->params);
     if (st == SC_OK) st = sc_backend_alloc(be, bytes, "gradients", &m->grads);
     if (st == SC_OK) st = sc_backend_alloc(be, bytes, "optimizer state", &m->state);
-    if (st == SC_OK) st = sc_backend_alloc(be, sc_dtype_size(dtype), "the gradient norm", &m->sumsq);
     if (st != SC_OK) {
         sc_model_destroy(m);
         return st;
@@ -85,7 +83,6 @@ void sc_model_destroy(sc_model *m) {
     sc_backend_free(m->be, m->params);
     sc_backend_free(m->be, m->grads);
     sc_backend_free(m->be, m->state);
-    sc_backend_free(m->be, m->sumsq);
     sc_resnet_free(m->enc);
     sc_head_free(m->head);
     sc_params_free(&m->table);
@@ -179,10 +176,4 @@ void sc_model_backward(sc_model *m, const sc_tensor *dz) {
     sc_tensor dh = sc_tensor_2d(m->scratch[2], m->dtype, dz->shape[0], sc_resnet_feature_dim(m->enc));
     sc_head_backward(m->head, &ctx, dz, dh.data, head_scratch);
     sc_resnet_backward(m->enc, &ctx, &dh, m->scratch);
-}
-
-double sc_model_grad_norm(sc_model *m) {
-    sc_tensor g = sc_model_grad_buffer(m), out = sc_tensor_1d(m->sumsq, m->dtype, 1);
-    sc_op_sum_squares(m->be, &g, &out);
-    return sqrt(sc_tensor_read_scalar(m->be, &out));
 }

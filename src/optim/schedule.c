@@ -1,6 +1,6 @@
 /*
- * schedule.c - learning-rate scaling rules and the per-step warmup + cosine schedule
- * (formulas in include/simclr/optim.h).
+ * schedule.c - learning-rate scaling rules and the run's schedule from the config (the
+ * per-step formula itself is header-only in include/simclr/schedule.h, shared with CUDA).
  */
 #include <math.h>
 
@@ -13,13 +13,6 @@ double sc_lr_scaled(double base, sc_lr_scaling rule, int64_t batch_size) {
     case SC_LR_NONE: return base;
     }
     SC_FATAL("unknown learning-rate scaling %d", (int)rule);
-}
-
-double sc_schedule_lr(const sc_schedule *s, int64_t step) {
-    if (step < s->warmup_steps) return s->peak_lr * (double)step / (double)s->warmup_steps;
-    if (step >= s->total_steps) return 0.0;
-    double progress = (double)(step - s->warmup_steps) / (double)(s->total_steps - s->warmup_steps);
-    return s->peak_lr * 0.5 * (1.0 + cos(M_PI * progress));
 }
 
 sc_schedule sc_schedule_from_config(const sc_config *cfg, int64_t steps_per_epoch) {

@@ -154,7 +154,7 @@ static sc_status train_and_score(ft_run *run, const char *phase, ft_outcome *out
     sc_optim_hparams hp = {.kind = SC_OPTIM_SGD, .momentum = cfg->finetune.momentum,
                            .weight_decay = cfg->finetune.weight_decay, .nesterov = cfg->finetune.nesterov};
     sc_optimizer opt;
-    sc_status rc = sc_optimizer_init(&opt, run->be, &hp, &sched, SC_F32);
+    sc_status rc = sc_optimizer_init(&opt, run->be, &hp, &sched, sc_model_params(run->model)->total, SC_F32);
     if (rc != SC_OK) {
         sc_loader_destroy(loader);
         return rc;

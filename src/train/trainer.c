@@ -248,10 +248,14 @@ static sc_status save_checkpoint(trainer *t, const sc_train_state *ts, const cha
     return SC_OK;
 }
 
-static void write_metrics(FILE *f, const sc_progress_values *v, double elapsed) {
+static void write_metrics(FILE *f, const sc_progress_values *v, const sc_optim_report *o, double elapsed) {
+    char gnorm[32] = "null"; /* JSON has no NaN: a skipped step's norm is written as null */
+    if (isfinite(o->grad_norm)) snprintf(gnorm, sizeof gnorm, "%.9g", o->grad_norm);
     fprintf(f, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.9g, \"contrastive_acc\": %.9g, \"lr\": %.9g, "
-               "\"images_per_s\": %.6g, \"data_wait\": %.6g, \"grad_norm\": %.6g, \"elapsed_s\": %.6g}\n",
-            v->step, v->epoch, v->loss, v->accuracy, v->lr, v->images_per_s, v->wait_fraction, v->grad_norm, elapsed);
+               "\"grad_norm\": %s, \"skipped_steps\": %" PRId64 ", \"images_per_s\": %.6g, \"data_wait\": %.6g, "
+               "\"elapsed_s\": %.6g}\n",
+            v->step, v->epoch, v->loss, v->accuracy, v->lr, gnorm, o->skipped_total, v->images_per_s,
+            v->wait_fraction, elapsed);
     fflush(f);
 }
 
@@ -380,17 +384,19 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
             cfg->model.width, (long long)sc_params_trainable(pt), pt->count, sc_model_feature_dim(t->model),
             sc_model_out_dim(t->model), (double)sc_model_activation_bytes(t->model) / 1048576.0);
 
-    SC_TRY(sc_loss_init(&t->loss, t->be, cfg->loss.temperature, views, sc_model_out_dim(t->model), SC_F32));
+    sc_contrastive_desc ld = sc_loss_desc_from_config(cfg);
+    SC_TRY(sc_loss_init(&t->loss, t->be, &ld, views, sc_model_out_dim(t->model), SC_F32));
     t->have_loss = 1;
     sc_schedule sched = sc_schedule_from_config(cfg, per_epoch);
     sc_optim_hparams hp = sc_optim_hparams_from_config(cfg);
-    SC_TRY(sc_optimizer_init(&t->opt, t->be, &hp, &sched, SC_F32));
+    SC_TRY(sc_optimizer_init(&t->opt, t->be, &hp, &sched, pt->total, SC_F32));
     t->have_opt = 1;
     SC_TRY(sc_monitor_open(&t->mon, cfg, t->run_dir, &t->data, &aug, t->metrics));
-    SC_INFO("optimizer %s: peak lr %.4g (%s scaling of %.4g at batch %d), %lld warmup + cosine to step %lld, wd %g, tau %g",
+    SC_INFO("optimizer %s: peak lr %.4g (%s scaling of %.4g at batch %d), %lld warmup + cosine to step %lld, wd %g; loss %s%s, tau %g",
             sc_config_enum_name("optim.name", cfg->optim.name), sched.peak_lr,
             sc_config_enum_name("optim.lr_scaling", cfg->optim.lr_scaling), cfg->optim.lr, cfg->train.batch_size,
-            (long long)sched.warmup_steps, (long long)sched.total_steps, cfg->optim.weight_decay, cfg->loss.temperature);
+            (long long)sched.warmup_steps, (long long)sched.total_steps, cfg->optim.weight_decay,
+            sc_config_enum_name("loss.name", cfg->loss.name), ld.semi_hard ? " (semi-hard)" : "", cfg->loss.temperature);
     return sc_backend_alloc(t->be, (size_t)views * aug.out_size * aug.out_size * aug.out_channels * sizeof(float),
                             "the input views", &t->xdev);
 }
@@ -453,6 +459,7 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     sc_progress_init(&prog, cfg->run.progress, first, total, cfg->run.log_every);
     double start = sc_now(), wait = 0.0;
     int first_window = 1, started = 0;
+    sc_optim_report orep = {0};
     sc_status rc = SC_OK;
     while (ts.step < total && rc == SC_OK && !stop_requested) {
         if (!started || ts.batch_in_epoch == 0) rc = sc_loader_start_epoch(t->loader, ts.epoch, ts.batch_in_epoch);
@@ -470,11 +477,15 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         sc_tensor_upload(t->be, &x, b->views);
         sc_monitor_views(&t->mon, ts.step + 1, b);
         sc_loader_release(t->loader, b);
-        sc_optimizer_set_lr(&t->opt, ts.step);
+        sc_optimizer_prepare(&t->opt, ts.step);
         run_device_step(t, &x, full_batch);
 
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
+        sc_optimizer_read(&t->opt, &orep);
+        if (orep.skipped)
+            SC_WARN("step %lld skipped: the gradient norm is %g; weights unchanged (%lld steps skipped so far)",
+                    (long long)ts.step, orep.grad_norm, (long long)orep.skipped_total);
         if (!isfinite(loss)) {
             rc = sc_errorf(SC_ERR_DATA, "the loss became %g at step %lld (lr %.4g); stopping without saving a checkpoint "
                            "of non-finite weights%s%s", loss, (long long)ts.step, t->opt.last_lr,
@@ -499,8 +510,8 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         if (logged) {
             v.loss = ts.window_loss / (double)ts.window_steps;
             v.accuracy = ts.window_acc / (double)ts.window_steps;
-            v.grad_norm = sc_model_grad_norm(t->model);
-            write_metrics(t->metrics, &v, t->start.elapsed_s + elapsed);
+            v.grad_norm = orep.grad_norm;
+            write_metrics(t->metrics, &v, &orep, t->start.elapsed_s + elapsed);
             if (first_window) res->first_loss = v.loss;
             first_window = 0;
             res->final_loss = v.loss;
@@ -539,8 +550,8 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
                                     .accuracy = ts.window_acc / (double)ts.window_steps, .lr = t->opt.last_lr,
                                     .images_per_s = res->images_per_second,
                                     .wait_fraction = res->seconds > 0 ? wait / res->seconds : 0.0,
-                                    .grad_norm = sc_model_grad_norm(t->model)};
-            write_metrics(t->metrics, &v, ts.elapsed_s);
+                                    .grad_norm = orep.grad_norm};
+            write_metrics(t->metrics, &v, &orep, ts.elapsed_s);
             if (first_window) res->first_loss = v.loss;
             res->final_loss = v.loss;
         }

@@ -71,10 +71,10 @@ static const sc_backend_ops cpu_ops = {
     .linear_bwd = sc_cpu_linear_bwd,
     .l2norm_fwd = sc_cpu_l2norm_fwd,
     .l2norm_bwd = sc_cpu_l2norm_bwd,
-    .ntxent = sc_cpu_ntxent,
+    .contrastive_workspace = sc_cpu_contrastive_workspace,
+    .contrastive = sc_cpu_contrastive,
     .optim_step = sc_cpu_optim_step,
     .softmax_xent = sc_cpu_softmax_xent,
-    .sum_squares = sc_cpu_sum_squares,
     .knn_scores = sc_cpu_knn_scores,
 };
 

@@ -7,12 +7,9 @@
  * (unpadded) positions, a NaN propagates, and the backward pass routes each output gradient
  * to the FIRST maximum in row-major window order, recomputed from x. Both backward passes
  * scatter into overlapping windows, so they run one image per task; average pooling reduces
- * each image on its own, in a fixed order. The sum of squares (gradient norm) reduces
- * fixed-size blocks in double and adds the block sums in order. Results do not depend on the
- * thread count.
+ * each image on its own, in a fixed order. Results do not depend on the thread count.
  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_ops.h"
@@ -94,16 +91,4 @@ void sc_cpu_avgpool_bwd(sc_backend *be, const sc_tensor *dy, sc_tensor *dx) {
         avgpool_bwd_f64(be->threads, n, hw, c, dy->data, dx->data);
     else
         avgpool_bwd_f32(be->threads, n, hw, c, dy->data, dx->data);
-}
-
-void sc_cpu_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out) {
-    const int64_t n = sc_tensor_numel(x), nb = (n + EW_BLOCK - 1) / EW_BLOCK;
-    double *partial = malloc((size_t)(nb > 0 ? nb : 1) * sizeof *partial);
-    SC_CHECK(partial != NULL, "sum_squares: out of memory for %lld block sums", (long long)nb);
-    if (x->dtype == SC_F64) {
-        *(double *)out->data = sum_squares_f64(be->threads, n, x->data, partial);
-    } else {
-        *(float *)out->data = (float)sum_squares_f32(be->threads, n, x->data, partial);
-    }
-    free(partial);
 }

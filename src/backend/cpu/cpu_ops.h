@@ -46,7 +46,6 @@ void sc_cpu_maxpool_bwd(sc_backend *be, const sc_pool_desc *d, const sc_tensor *
                         const sc_tensor *dy, sc_tensor *dx);
 void sc_cpu_avgpool_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y);
 void sc_cpu_avgpool_bwd(sc_backend *be, const sc_tensor *dy, sc_tensor *dx);
-void sc_cpu_sum_squares(sc_backend *be, const sc_tensor *x, sc_tensor *out);
 
 /* cpu_linear.c */
 void sc_cpu_linear_fwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, const sc_tensor *b,
@@ -55,8 +54,11 @@ void sc_cpu_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, c
                        sc_tensor *dx, sc_tensor *dw, sc_tensor *db);
 
 /* cpu_loss.c */
-void sc_cpu_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss,
-                   sc_tensor *accuracy, sc_tensor *dz);
+size_t sc_cpu_contrastive_workspace(sc_backend *be, const sc_contrastive_desc *d, int64_t rows, int64_t cols,
+                                    int64_t dim, sc_dtype dt);
+void sc_cpu_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_tensor *z_rows,
+                        const sc_tensor *z_cols, sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows,
+                        sc_tensor *d_cols, sc_tensor *ws);
 void sc_cpu_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels,
                          sc_tensor *loss, sc_tensor *accuracy, sc_tensor *dlogits);
 
@@ -66,7 +68,7 @@ void sc_cpu_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor
 
 /* cpu_optim.c */
 void sc_cpu_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table,
-                       sc_tensor *params, const sc_tensor *grads, sc_tensor *state,
-                       const sc_tensor *lr);
+                       sc_tensor *params, const sc_tensor *grads, sc_tensor *state, sc_tensor *state2,
+                       sc_tensor *scalars);
 
 #endif /* SIMCLR_CPU_OPS_H */

@@ -204,7 +204,8 @@ static const sc_backend_ops cuda_ops = {
     .linear_bwd = cuda_linear_bwd,
     .l2norm_fwd = cuda_l2norm_fwd,
     .l2norm_bwd = cuda_l2norm_bwd,
-    .ntxent = cuda_ntxent,
+    .contrastive_workspace = cuda_contrastive_workspace,
+    .contrastive = cuda_contrastive,
     .optim_step = cuda_optim_step,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
@@ -218,7 +219,7 @@ static void impl_release(cuda_impl *im) {
     if (im->stream) SC_CUDA_CHECK(cudaStreamSynchronize(im->stream));
     cuda_conv_cache_free(im->conv); /* cuDNN descriptors before the handle */
     cuda_gemm_cache_free(im->gemm);
-    cuda_optim_cache_free(im->optim);
+    sc_cuda_optim_plan_destroy(im->optim);
     if (im->scratch) SC_CUDA_CHECK(cudaFree(im->scratch));
     if (im->blas_ws) SC_CUDA_CHECK(cudaFree(im->blas_ws));
     if (im->lt) SC_CUBLAS_CHECK(cublasLtDestroy(im->lt));
@@ -267,8 +268,7 @@ static sc_status impl_create(cuda_impl *im, int ordinal) {
         return sc_errorf(SC_ERR_NOMEM, "GPU %d: cannot allocate the cuBLASLt workspace", ordinal);
     }
     SC_TRY(cuda_conv_cache_create(&im->conv));
-    SC_TRY(cuda_gemm_cache_create(&im->gemm));
-    return cuda_optim_cache_create(&im->optim);
+    return cuda_gemm_cache_create(&im->gemm);
 }
 
 sc_status sc_cuda_backend_create(int ordinal, const sc_backend_options *opt, sc_backend **out) {

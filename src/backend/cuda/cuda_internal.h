@@ -53,7 +53,6 @@
 
 typedef struct cuda_conv_cache cuda_conv_cache;
 typedef struct cuda_gemm_cache cuda_gemm_cache;
-typedef struct cuda_optim_cache cuda_optim_cache;
 
 typedef struct cuda_impl {
     int device;
@@ -68,7 +67,7 @@ typedef struct cuda_impl {
     int capturing;               /* inside capture_begin .. capture_end */
     cuda_conv_cache *conv;
     cuda_gemm_cache *gemm;
-    cuda_optim_cache *optim;
+    sc_cuda_optim_plan *optim; /* kernels/lars.cu: the layout of the last parameter table */
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(sc_backend *be) { return (cuda_impl *)be->impl; }
@@ -105,8 +104,6 @@ void cuda_gemm(sc_backend *be, int trans_a, int trans_b, int m, int n, int k, fl
                int lda, const float *b, int ldb, float beta, float *d, int ldd, const float *bias);
 
 /* ---- cuda_ops.c ---- */
-sc_status cuda_optim_cache_create(cuda_optim_cache **out);
-void cuda_optim_cache_free(cuda_optim_cache *cache);
 void cuda_bn_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
                        sc_tensor *y, sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean,
                        sc_tensor *running_var, double momentum, double eps);
@@ -139,9 +136,11 @@ void cuda_linear_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *w, con
 void cuda_l2norm_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y, sc_tensor *norm);
 void cuda_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm, const sc_tensor *dy,
                      sc_tensor *dx);
-void cuda_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss, sc_tensor *accuracy,
-                 sc_tensor *dz);
+size_t cuda_contrastive_workspace(sc_backend *be, const sc_contrastive_desc *d, int64_t rows, int64_t cols,
+                                  int64_t dim, sc_dtype dt);
+void cuda_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_tensor *z_rows, const sc_tensor *z_cols,
+                      sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws);
 void cuda_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table, sc_tensor *params,
-                     const sc_tensor *grads, sc_tensor *state, const sc_tensor *lr);
+                     const sc_tensor *grads, sc_tensor *state, sc_tensor *state2, sc_tensor *scalars);
 
 #endif /* SIMCLR_CUDA_INTERNAL_H */

@@ -157,131 +157,29 @@ void cuda_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm, 
                        cuda_of(be)->stream);
 }
 
-/* ---- NT-Xent ----------------------------------------------------------------------------- */
+/* ---- contrastive loss (kernels/ntxent.cu) ----------------------------------------------- */
 
-static size_t round256(size_t b) { return (b + 255) / 256 * 256; }
-
-void cuda_ntxent(sc_backend *be, const sc_tensor *z, double tau, sc_tensor *loss, sc_tensor *accuracy,
-                 sc_tensor *dz) {
-    cuda_require_f32("ntxent", z, loss, accuracy);
-    cuda_impl *im = cuda_of(be);
-    const int rows = (int)z->shape[0], dim = (int)z->shape[1];
-    /* scratch: logits [rows, rows] floats | row losses (double) | row correctness (int) */
-    const size_t logits_bytes = round256((size_t)rows * (size_t)rows * sizeof(float));
-    const size_t loss_bytes = round256((size_t)rows * sizeof(double));
-    char *scratch = cuda_scratch(im, logits_bytes + loss_bytes + (size_t)rows * sizeof(int), "NT-Xent logits");
-    float *logits = (float *)scratch;
-    double *row_loss = (double *)(scratch + logits_bytes);
-    int *row_correct = (int *)(scratch + logits_bytes + loss_bytes);
-    const float inv_tau = (float)(1.0 / tau);
-    const float *zp = z->data;
-
-    cuda_gemm(be, 1, 0, rows, rows, dim, inv_tau, zp, dim, zp, dim, 0.0f, logits, rows, NULL);
-    sc_cuda_ntxent_rows(logits, rows, dz != NULL, row_loss, row_correct, im->stream);
-    sc_cuda_ntxent_reduce(row_loss, row_correct, rows, loss->data, accuracy ? accuracy->data : NULL, im->stream);
-    if (!dz) return;
-    cuda_gemm(be, 0, 0, dim, rows, rows, inv_tau, zp, dim, logits, rows, 0.0f, dz->data, dim, NULL);
-    cuda_gemm(be, 0, 1, dim, rows, rows, inv_tau, zp, dim, logits, rows, 1.0f, dz->data, dim, NULL);
+size_t cuda_contrastive_workspace(sc_backend *be, const sc_contrastive_desc *d, int64_t rows, int64_t cols,
+                                  int64_t dim, sc_dtype dt) {
+    (void)be;
+    return sc_cuda_contrastive_workspace(d, rows, cols, dim, dt);
 }
 
-/* ---- optimizer --------------------------------------------------------------------------- */
-
-/* The chunk layout of one parameter table on the device (see kernels/optim.cu), rebuilt when
- * the table's trained rows change. */
-struct cuda_optim_cache {
-    uint64_t signature;
-    sc_cuda_optim_layout layout;
-    void *device; /* one allocation holding every array of the layout */
-};
-
-void cuda_optim_cache_free(cuda_optim_cache *cache) {
-    if (!cache) return;
-    if (cache->device) SC_CUDA_CHECK(cudaFree(cache->device));
-    free(cache);
+void cuda_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_tensor *z_rows, const sc_tensor *z_cols,
+                      sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws) {
+    sc_cuda_contrastive(d, z_rows, z_cols, loss, accuracy, d_rows, d_cols, ws, cuda_of(be)->stream);
 }
 
-/* FNV-1a over what the layout depends on: offset, size and flags of each trained row. */
-static uint64_t table_signature(const sc_param_table *t) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < t->count; i++) {
-        const sc_param *p = &t->rows[i];
-        const uint64_t v[3] = {(uint64_t)p->offset, (uint64_t)p->numel, p->flags};
-        for (int j = 0; j < 3; j++) h = (h ^ v[j]) * 1099511628211ull;
-    }
-    return h ^ (uint64_t)t->count;
-}
-
-static size_t align8(size_t b) { return (b + 7) / 8 * 8; }
-
-static void optim_layout_build(cuda_impl *im, const sc_param_table *t, uint64_t signature) {
-    cuda_forbid_capture(im, "uploading the optimizer's tensor layout");
-    int tensors = 0, chunks = 0;
-    for (int i = 0; i < t->count; i++) {
-        const sc_param *p = &t->rows[i];
-        if (p->flags & SC_PARAM_BN_STAT || p->numel == 0) continue;
-        tensors++;
-        chunks += (int)((p->numel + SC_CUDA_OPTIM_CHUNK - 1) / SC_CUDA_OPTIM_CHUNK);
-    }
-    /* host image of the device block: chunk_start (8-byte) first, then the int arrays */
-    const size_t off_tensor = align8((size_t)chunks * sizeof(long long));
-    const size_t off_len = off_tensor + align8((size_t)chunks * sizeof(int));
-    const size_t off_first = off_len + align8((size_t)chunks * sizeof(int));
-    const size_t off_count = off_first + align8((size_t)tensors * sizeof(int));
-    const size_t off_flags = off_count + align8((size_t)tensors * sizeof(int));
-    const size_t bytes = off_flags + align8((size_t)tensors * sizeof(unsigned)) + 8;
-    char *host = calloc(1, bytes);
-    SC_CHECK(host != NULL, "out of host memory for the optimizer layout");
-    long long *chunk_start = (long long *)host;
-    int *chunk_tensor = (int *)(host + off_tensor), *chunk_len = (int *)(host + off_len);
-    int *first = (int *)(host + off_first), *count = (int *)(host + off_count);
-    unsigned *flags = (unsigned *)(host + off_flags);
-    int ti = 0, ci = 0;
-    for (int i = 0; i < t->count; i++) {
-        const sc_param *p = &t->rows[i];
-        if (p->flags & SC_PARAM_BN_STAT || p->numel == 0) continue;
-        first[ti] = ci;
-        flags[ti] = (p->flags & SC_PARAM_NO_WD ? 0u : SC_CUDA_OPTIM_DECAY) |
-                    (p->flags & SC_PARAM_NO_LARS ? 0u : SC_CUDA_OPTIM_TRUST);
-        for (int64_t s = 0; s < p->numel; s += SC_CUDA_OPTIM_CHUNK) {
-            chunk_tensor[ci] = ti;
-            chunk_start[ci] = (long long)(p->offset + s);
-            chunk_len[ci] = (int)(p->numel - s < SC_CUDA_OPTIM_CHUNK ? p->numel - s : SC_CUDA_OPTIM_CHUNK);
-            ci++;
-        }
-        count[ti] = ci - first[ti];
-        ti++;
-    }
-    cuda_optim_cache *c = im->optim;
-    if (c->device) SC_CUDA_CHECK(cudaFree(c->device));
-    SC_CUDA_CHECK(cudaMalloc(&c->device, bytes));
-    SC_CUDA_CHECK(cudaMemcpy(c->device, host, bytes, cudaMemcpyHostToDevice));
-    free(host);
-    char *d = c->device;
-    c->layout = (sc_cuda_optim_layout){.tensors = tensors, .chunks = chunks,
-                                       .chunk_tensor = (const int *)(d + off_tensor),
-                                       .chunk_start = (const long long *)d,
-                                       .chunk_len = (const int *)(d + off_len),
-                                       .tensor_first_chunk = (const int *)(d + off_first),
-                                       .tensor_chunks = (const int *)(d + off_count),
-                                       .tensor_flags = (const unsigned *)(d + off_flags)};
-    c->signature = signature;
-}
+/* ---- optimizer (kernels/lars.cu) ---------------------------------------------------------- */
 
 void cuda_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table, sc_tensor *params,
-                     const sc_tensor *grads, sc_tensor *state, const sc_tensor *lr) {
-    cuda_require_f32("optim_step", params, grads, lr);
+                     const sc_tensor *grads, sc_tensor *state, sc_tensor *state2, sc_tensor *scalars) {
     cuda_impl *im = cuda_of(be);
-    const uint64_t sig = table_signature(table);
-    if (!im->optim->device || im->optim->signature != sig) optim_layout_build(im, table, sig);
-    const sc_cuda_optim_layout *L = &im->optim->layout;
-    const size_t partial_bytes = round256((size_t)L->chunks * 2 * sizeof(double));
-    char *scratch = cuda_scratch(im, partial_bytes + (size_t)L->tensors * sizeof(double), "optimizer norms");
-    sc_cuda_optim_step(L, hp->kind == SC_OPTIM_LARS, hp->momentum, hp->weight_decay, hp->trust_coef, hp->nesterov,
-                       params->data, grads->data, state->data, lr->data, (double *)scratch,
-                       (double *)(scratch + partial_bytes), im->stream);
-}
-
-sc_status cuda_optim_cache_create(cuda_optim_cache **out) {
-    *out = calloc(1, sizeof **out);
-    return *out ? SC_OK : sc_errorf(SC_ERR_NOMEM, "cannot allocate the optimizer cache");
+    if (!im->optim || !sc_cuda_optim_plan_matches(im->optim, table)) { /* the table's layout, uploaded once */
+        cuda_forbid_capture(im, "uploading the optimizer's tensor layout");
+        sc_cuda_optim_plan_destroy(im->optim);
+        im->optim = NULL;
+        SC_CHECK(sc_cuda_optim_plan_create(table, &im->optim) == SC_OK, "optimizer plan: %s", sc_last_error());
+    }
+    sc_cuda_optim_step(im->optim, hp, params, grads, state, state2, scalars, im->stream);
 }
