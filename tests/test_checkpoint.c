@@ -47,7 +47,7 @@ static void save_random(const char *path, int64_t step, uint64_t seed) {
     sc_train_state ts = {.step = step, .epoch = step / 7, .batch_in_epoch = step % 7, .window_steps = 3,
                          .window_loss = 12.345678901234, .window_acc = 0.1 / 3.0, .elapsed_s = 98.7654321,
                          .image_size = 28};
-    sc_status rc = sc_checkpoint_save(path, m, &cfg, &ts);
+    sc_status rc = sc_checkpoint_save(path, m, NULL, &cfg, &ts);
     CHECKF(rc == SC_OK, "%s", sc_last_error());
     sc_model_destroy(m);
 }
@@ -95,7 +95,7 @@ static void test_round_trip(void) {
     sc_rng rng = sc_rng_make(5, 0, 0, 0, SC_RNG_TEST);
     for (int64_t i = 0; i < sa.shape[0]; i++) ((float *)sa.data)[i] = sc_rng_uniform(&rng);
     char *yaml = NULL;
-    rc = sc_checkpoint_load(path, b, &ts, &yaml);
+    rc = sc_checkpoint_load(path, b, NULL, &ts, &yaml);
     CHECKF(rc == SC_OK, "%s", sc_last_error());
     sc_tensor pa = sc_model_param_buffer(a), pb = sc_model_param_buffer(b), sb = sc_model_state_buffer(b);
     /* the momentum of BN statistics is not saved: compare the trained rows only */
@@ -175,7 +175,7 @@ static void entry_text(const char *path, const char *name, char *buf, size_t cap
 
 static void expect_rejected(const char *path, const char *defect) {
     sc_model *m = tiny_model();
-    sc_status rc = sc_checkpoint_load(path, m, NULL, NULL);
+    sc_status rc = sc_checkpoint_load(path, m, NULL, NULL, NULL);
     CHECKF(rc == SC_ERR_FORMAT || rc == SC_ERR_IO, "%s: loaded (status %d)", path, rc);
     const char *base = strrchr(path, '/') + 1;
     CHECKF(strstr(sc_last_error(), base) != NULL, "message lacks the file name: %s", sc_last_error());
@@ -276,7 +276,7 @@ static void test_mutations(void) {
     free(header_of(file, &start));
     sc_model *ref = tiny_model(), *m = tiny_model();
     sc_train_state want, got;
-    CHECK(sc_checkpoint_load(good, ref, &want, NULL) == SC_OK);
+    CHECK(sc_checkpoint_load(good, ref, NULL, &want, NULL) == SC_OK);
     sc_tensor rp = sc_model_param_buffer(ref), rs = sc_model_state_buffer(ref);
     uint8_t *bad = malloc(size);
     sc_rng rng = sc_rng_make(2024, 0, 0, 0, SC_RNG_TEST);
@@ -295,7 +295,7 @@ static void test_mutations(void) {
         if (it % 10 == 9) len = (size_t)(sc_rng_uniform(&rng) * (float)size); /* and some truncations */
         write_all(path, bad, len);
         sc_model_init_params(m, 1);
-        sc_status rc = sc_checkpoint_load(path, m, &got, NULL);
+        sc_status rc = sc_checkpoint_load(path, m, NULL, &got, NULL);
         if (rc != SC_OK) {
             rejected++;
             continue;

@@ -155,7 +155,7 @@ static int same_state(const sc_config *cfg, const char *a, const char *b) {
     sc_model_config mc = sc_model_config_from(cfg, 1);
     sc_model *ma = NULL, *mb = NULL;
     int same = sc_model_create(&mc, be, SC_F32, &ma) == SC_OK && sc_model_create(&mc, be, SC_F32, &mb) == SC_OK &&
-               sc_checkpoint_load(a, ma, NULL, NULL) == SC_OK && sc_checkpoint_load(b, mb, NULL, NULL) == SC_OK;
+               sc_checkpoint_load(a, ma, NULL, NULL, NULL) == SC_OK && sc_checkpoint_load(b, mb, NULL, NULL, NULL) == SC_OK;
     if (same) {
         sc_tensor pa = sc_model_param_buffer(ma), pb = sc_model_param_buffer(mb);
         sc_tensor sa = sc_model_state_buffer(ma), sb = sc_model_state_buffer(mb);

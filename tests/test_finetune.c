@@ -42,7 +42,7 @@ static void test_finetune_end_to_end(void) {
     sc_model_init_params(m, 5);
     snprintf(ckpt, sizeof ckpt, "%s/pre.safetensors", tmp);
     sc_train_state ts = {0};
-    CHECK(sc_checkpoint_save(ckpt, m, &cfg, &ts) == SC_OK);
+    CHECK(sc_checkpoint_save(ckpt, m, NULL, &cfg, &ts) == SC_OK);
     sc_model_destroy(m);
 
     snprintf(out, sizeof out, "%s/ft", tmp);
@@ -98,7 +98,7 @@ static void test_finetune_end_to_end(void) {
     CHECK(back.model.head.layers == 1 && back.model.head.out_dim == 10 && back.model.head.bias == 1);
     mc = sc_model_config_from(&back, 1);
     CHECK(sc_model_create(&mc, be, SC_F32, &m) == SC_OK);
-    CHECKF(sc_checkpoint_load(p, m, &ts, NULL) == SC_OK, "%s", sc_last_error());
+    CHECKF(sc_checkpoint_load(p, m, NULL, &ts, NULL) == SC_OK, "%s", sc_last_error());
     CHECK(ts.step == 120 && sc_params_find(sc_model_params(m), "head.0.bias") >= 0);
     sc_model_destroy(m);
     sc_backend_destroy(be);

@@ -10,12 +10,14 @@
  * touching the run; a finished run resumes as a no-op; --resume auto starts a missing run in
  * <run.dir>/<run.name> itself; a stop requested before training starts is honoured.
  */
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "simclr/checkpoint.h"
 #include "simclr/log.h"
+#include "simclr/safetensors.h"
 #include "simclr/train.h"
 #include "tiny_data.h"
 
@@ -59,7 +61,7 @@ static int same_state(const sc_config *cfg, const char *a, const char *b) {
     sc_model *ma, *mb;
     int same = 0;
     if (sc_model_create(&mc, be, SC_F32, &ma) == SC_OK && sc_model_create(&mc, be, SC_F32, &mb) == SC_OK) {
-        sc_status ra = sc_checkpoint_load(a, ma, NULL, NULL), rb = sc_checkpoint_load(b, mb, NULL, NULL);
+        sc_status ra = sc_checkpoint_load(a, ma, NULL, NULL, NULL), rb = sc_checkpoint_load(b, mb, NULL, NULL, NULL);
         CHECKF(ra == SC_OK && rb == SC_OK, "%s", sc_last_error());
         sc_tensor pa = sc_model_param_buffer(ma), pb = sc_model_param_buffer(mb);
         sc_tensor sa = sc_model_state_buffer(ma), sb = sc_model_state_buffer(mb);
@@ -161,6 +163,36 @@ static void test_exact_resume(void) {
     CHECK(rc == SC_OK && rb.already_complete && rb.steps == 30);
 }
 
+/* The tensor bytes of a checkpoint (parameters, momentum and AdamW's second moment), as the
+ * CRC-32 of its data section recorded in the metadata. */
+static unsigned long data_crc(const char *path) {
+    sc_safetensors st;
+    if (sc_safetensors_open(path, &st) != SC_OK) return 0;
+    const char *v = sc_safetensors_meta(&st, "data_crc32");
+    unsigned long crc = v ? strtoul(v, NULL, 16) : 0;
+    sc_safetensors_close(&st);
+    return crc;
+}
+
+/* AdamW keeps a second moment beside the momentum: a resumed run must restore it too. */
+static void test_exact_resume_adamw(void) {
+    sc_config a, b;
+    sc_train_result ra, rb;
+    config(&a, "adamw_straight");
+    config(&b, "adamw_stopped");
+    const char *adamw[] = {"optim.name=adamw", "optim.lr=0.001", "optim.weight_decay=0.05", "train.max_steps=12"};
+    for (int i = 0; i < 4; i++) CHECK(sc_config_set(&a, adamw[i]) == SC_OK && sc_config_set(&b, adamw[i]) == SC_OK);
+    CHECKF(sc_train(&a, &ra) == SC_OK && ra.steps == 12, "%s", sc_last_error());
+    stop_at = "(step 5,";
+    sc_status rc = sc_train(&b, &rb);
+    CHECKF(rc == SC_ERR_INTERRUPTED && rb.steps == 5, "%d %lld", rc, (long long)rb.steps);
+    stop_at = NULL;
+    rc = resume(&b, "auto", &rb);
+    CHECKF(rc == SC_OK && rb.steps == 12 && rb.resumed_from == 5, "%s", sc_last_error());
+    unsigned long ca = data_crc(ra.checkpoint), cb = data_crc(rb.checkpoint);
+    CHECKF(ca != 0 && ca == cb, "AdamW: 12 steps straight and 5 + 7 resumed differ (data CRC %08lx vs %08lx)", ca, cb);
+}
+
 static void test_auto_starts_and_stop_before_start(void) {
     sc_config c;
     config(&c, "fresh");
@@ -195,6 +227,7 @@ int main(void) {
         sc_test_skip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)");
     sc_log_set_sink(sink, NULL);
     SC_RUN(test_exact_resume);
+    SC_RUN(test_exact_resume_adamw);
     SC_RUN(test_auto_starts_and_stop_before_start);
     sc_log_set_sink(NULL, NULL);
     char cmd[300];

@@ -78,19 +78,19 @@ static void test_twenty_steps(void) {
     sc_model *m;
     CHECK(sc_model_create(&mc, be, SC_F32, &m) == SC_OK);
     sc_train_state ts;
-    CHECKF(sc_checkpoint_load(r.checkpoint, m, &ts, NULL) == SC_OK, "%s", sc_last_error());
+    CHECKF(sc_checkpoint_load(r.checkpoint, m, NULL, &ts, NULL) == SC_OK, "%s", sc_last_error());
     CHECK(ts.step == 20 && ts.epoch == 0 && ts.batch_in_epoch == 20);
     sc_model *m2;
     CHECK(sc_model_create(&mc, be, SC_F32, &m2) == SC_OK);
     snprintf(p, sizeof p, "%s/checkpoints/step_00000010.safetensors", r.run_dir);
-    CHECK(sc_checkpoint_load(p, m2, &ts, NULL) == SC_OK && ts.step == 10);
+    CHECK(sc_checkpoint_load(p, m2, NULL, &ts, NULL) == SC_OK && ts.step == 10);
     sc_tensor a = sc_model_param_buffer(m), b = sc_model_param_buffer(m2);
     CHECK(memcmp(a.data, b.data, sc_tensor_nbytes(&a)) != 0); /* 10 more steps changed the weights */
     sc_model_destroy(m2);
     /* a model of another width refuses the checkpoint and names the tensor */
     mc.width = 0.125;
     CHECK(sc_model_create(&mc, be, SC_F32, &m2) == SC_OK);
-    CHECK(sc_checkpoint_load(r.checkpoint, m2, NULL, NULL) == SC_ERR_FORMAT && strstr(sc_last_error(), "conv1.weight"));
+    CHECK(sc_checkpoint_load(r.checkpoint, m2, NULL, NULL, NULL) == SC_ERR_FORMAT && strstr(sc_last_error(), "conv1.weight"));
     sc_model_destroy(m2);
     sc_model_destroy(m);
     sc_backend_destroy(be);

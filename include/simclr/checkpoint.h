@@ -53,13 +53,19 @@ typedef struct sc_train_state {
     double elapsed_s;       /* training seconds before this point, summed over resumed sessions */
     int in_channels;        /* input of the model (from conv1.weight when loading) */
     int image_size;         /* side of the views it trains on (0 when unknown: version 1) */
+    int64_t skipped_steps;  /* optimizer steps skipped for a non-finite gradient (AdamW's bias
+                             * correction counts the applied ones) */
 } sc_train_state;
 
-sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_config *cfg, const sc_train_state *ts);
+/* moment2 (may be NULL): AdamW's second moment, a flat buffer laid out like the parameters. */
+sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_tensor *moment2, const sc_config *cfg,
+                             const sc_train_state *ts);
 
 /* Load weights, BN statistics and optimizer state into `m` (built with the same
- * architecture). ts and config_yaml may be NULL; *config_yaml is malloc'ed. */
-sc_status sc_checkpoint_load(const char *path, sc_model *m, sc_train_state *ts, char **config_yaml);
+ * architecture), and AdamW's second moment into moment2 when given (zero, with a warning,
+ * when the file has none). moment2, ts and config_yaml may be NULL; *config_yaml is malloc'ed. */
+sc_status sc_checkpoint_load(const char *path, sc_model *m, sc_tensor *moment2, sc_train_state *ts,
+                             char **config_yaml);
 
 /* Load only the encoder rows (SC_PARAM_ENCODER: weights and BN statistics) into `m`, whose
  * head may differ (fine-tuning puts a classifier there); other rows and the optimizer state

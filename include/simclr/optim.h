@@ -74,6 +74,10 @@ void sc_optimizer_step(sc_optimizer *opt, const sc_param_table *table, sc_tensor
 void sc_optimizer_prepare(sc_optimizer *opt, int64_t step);
 void sc_optimizer_apply(sc_optimizer *opt, const sc_param_table *table, sc_tensor *params,
                         const sc_tensor *grads, sc_tensor *state);
+/* Continue a run at `step` with `skipped` steps skipped so far (from a checkpoint). */
+void sc_optimizer_resume(sc_optimizer *opt, int64_t step, int64_t skipped);
+/* AdamW's second moment (a flat buffer like the parameters), NULL for LARS and SGD. */
+sc_tensor *sc_optimizer_moment2(sc_optimizer *opt);
 /* Copy the scalars of the most recent step to the host (synchronises). */
 void sc_optimizer_read(sc_optimizer *opt, sc_optim_report *out);
 void sc_optimizer_free(sc_optimizer *opt);

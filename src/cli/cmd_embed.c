@@ -70,7 +70,7 @@ int sc_cmd_embed(int argc, char **argv) {
         sc_model_config mc = sc_model_config_from(&cfg, aug.out_channels);
         st = sc_model_create(&mc, be, SC_F32, &model);
     }
-    if (st == SC_OK) st = sc_checkpoint_load(ckpt, model, NULL, NULL);
+    if (st == SC_OK) st = sc_checkpoint_load(ckpt, model, NULL, NULL, NULL);
     if (st == SC_OK)
         st = sc_extract_features(model, &ds, &aug, cfg.eval.batch_size, cfg.data.workers, limit, &features, &count);
     if (st == SC_OK) {

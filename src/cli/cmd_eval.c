@@ -72,7 +72,7 @@ int sc_cmd_eval(int argc, char **argv) {
     }
     if (st == SC_OK) {
         SC_INFO("loading %s", ckpt);
-        st = sc_checkpoint_load(ckpt, model, NULL, NULL);
+        st = sc_checkpoint_load(ckpt, model, NULL, NULL, NULL);
     }
     if (st == SC_OK) st = sc_evaluate_encoder(model, &cfg, what, report_dir, ckpt, &rep);
     if (st == SC_OK) {

@@ -58,7 +58,7 @@ int sc_cmd_export(int argc, char **argv) {
     st = sc_backend_create("cpu", NULL, &be);
     sc_model_config mc = sc_model_config_from(&cfg, ts.in_channels);
     if (st == SC_OK) st = sc_model_create(&mc, be, SC_F32, &model);
-    if (st == SC_OK) st = sc_checkpoint_load(ckpt, model, NULL, NULL);
+    if (st == SC_OK) st = sc_checkpoint_load(ckpt, model, NULL, NULL, NULL);
     if (st == SC_OK) st = sc_export_encoder(model, &cfg, &ts, ckpt, fmt, out);
     if (st == SC_OK)
         printf("exported the encoder of %s (step %lld, %s %s stem, width %g, %d-channel %dx%d input, %d features) to %s "

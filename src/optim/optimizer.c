@@ -59,6 +59,15 @@ void sc_optimizer_prepare(sc_optimizer *opt, int64_t step) {
     opt->next_step = step + 1;
 }
 
+void sc_optimizer_resume(sc_optimizer *opt, int64_t step, int64_t skipped) {
+    double v[2] = {(double)step, (double)skipped};
+    opt->be->ops->upload(opt->be, (double *)opt->scalars.data + SC_OPTIM_STEP, &v[0], sizeof v[0]);
+    opt->be->ops->upload(opt->be, (double *)opt->scalars.data + SC_OPTIM_SKIP_COUNT, &v[1], sizeof v[1]);
+    opt->next_step = step;
+}
+
+sc_tensor *sc_optimizer_moment2(sc_optimizer *opt) { return opt->second_moment.data ? &opt->second_moment : NULL; }
+
 void sc_optimizer_apply(sc_optimizer *opt, const sc_param_table *table, sc_tensor *params,
                         const sc_tensor *grads, sc_tensor *state) {
     sc_tensor *second = opt->second_moment.data ? &opt->second_moment : NULL;

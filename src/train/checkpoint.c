@@ -21,6 +21,7 @@
 #include "simclr/version.h"
 
 #define MOMENTUM_PREFIX "optimizer.momentum."
+#define MOMENT2_PREFIX "optimizer.moment2." /* AdamW's second moment (no longer than the momentum prefix) */
 #define RNG_DESCRIPTION                                                                            \
     "philox4x32-10 keyed (seed, epoch, sample, view, purpose): init 1, shuffle 2, augment 3, blur 4, " \
     "eval 5; no generator state besides the seed"
@@ -58,17 +59,21 @@ static int model_in_channels(const sc_model *m) {
     return row >= 0 ? (int)t->rows[row].shape[3] : 0; /* KRSC */
 }
 
-sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_config *cfg, const sc_train_state *ts) {
+sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_tensor *moment2, const sc_config *cfg,
+                             const sc_train_state *ts) {
     const sc_param_table *t = sc_model_params(m);
     sc_dtype dt = sc_model_dtype(m);
     size_t es = sc_dtype_size(dt);
     void *params = download_all(m, sc_model_param_buffer);
     void *state = download_all(m, sc_model_state_buffer);
-    sc_st_entry *entries = calloc((size_t)(2 * t->count), sizeof *entries);
-    char (*names)[SC_PARAM_NAME_CAP + sizeof MOMENTUM_PREFIX] = calloc((size_t)t->count, sizeof *names);
+    void *state2 = NULL;
+    if (moment2 && (state2 = malloc(sc_tensor_nbytes(moment2) ? sc_tensor_nbytes(moment2) : 1)))
+        sc_tensor_download(sc_model_backend(m), state2, moment2);
+    sc_st_entry *entries = calloc((size_t)(3 * t->count), sizeof *entries);
+    char (*names)[SC_PARAM_NAME_CAP + sizeof MOMENTUM_PREFIX] = calloc((size_t)(2 * t->count), sizeof *names);
     char *yaml = sc_config_to_yaml(cfg);
     sc_status rc = SC_OK;
-    if (!params || !state || !entries || !names || !yaml) {
+    if (!params || !state || (moment2 && !state2) || !entries || !names || !yaml) {
         rc = sc_errorf(SC_ERR_NOMEM, "%s: out of memory preparing the checkpoint", path);
         goto done;
     }
@@ -86,6 +91,11 @@ sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_config *cfg
         entries[n++] = (sc_st_entry){.name = names[i], .dtype = dt, .ndim = p->ndim,
                                      .data = (char *)state + (size_t)p->offset * es};
         memcpy(entries[n - 1].shape, p->shape, sizeof p->shape);
+        if (!state2) continue;
+        snprintf(names[t->count + i], sizeof names[i], MOMENT2_PREFIX "%s", p->name);
+        entries[n++] = (sc_st_entry){.name = names[t->count + i], .dtype = dt, .ndim = p->ndim,
+                                     .data = (char *)state2 + (size_t)p->offset * es};
+        memcpy(entries[n - 1].shape, p->shape, sizeof p->shape);
     }
     /* the data section is the entries in order: its CRC is their running CRC */
     uLong crc = crc32_z(0L, Z_NULL, 0);
@@ -95,7 +105,7 @@ sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_config *cfg
         crc = crc32_z(crc, entries[i].data, bytes);
     }
     char step[32], epoch[32], batch[32], seed[32], version[16], crc_s[16], wsteps[32], wloss[48], wacc[48];
-    char elapsed[48], inch[16], isize[16], versions[512];
+    char elapsed[48], inch[16], isize[16], skipped[32], versions[512];
     snprintf(step, sizeof step, "%" PRId64, ts->step);
     snprintf(epoch, sizeof epoch, "%" PRId64, ts->epoch);
     snprintf(batch, sizeof batch, "%" PRId64, ts->batch_in_epoch);
@@ -108,13 +118,14 @@ sc_status sc_checkpoint_save(const char *path, sc_model *m, const sc_config *cfg
     snprintf(elapsed, sizeof elapsed, "%a", ts->elapsed_s);
     snprintf(inch, sizeof inch, "%d", model_in_channels(m));
     snprintf(isize, sizeof isize, "%d", ts->image_size);
+    snprintf(skipped, sizeof skipped, "%" PRId64, ts->skipped_steps);
     snprintf(versions, sizeof versions, "simclr %s; libfyaml %s; zlib %s; OpenBLAS %s", sc_version,
              fy_library_version(), zlibVersion(), openblas_get_config());
     sc_st_meta meta[] = {
         {"format", SC_CHECKPOINT_FORMAT}, {"format_version", version}, {"step", step},
         {"epoch", epoch}, {"batch_in_epoch", batch}, {"seed", seed}, {"rng", RNG_DESCRIPTION},
         {"world_size", "1"}, {"in_channels", inch}, {"image_size", isize}, {"window_steps", wsteps},
-        {"window_loss", wloss}, {"window_acc", wacc}, {"elapsed_s", elapsed},
+        {"window_loss", wloss}, {"window_acc", wacc}, {"elapsed_s", elapsed}, {"skipped_steps", skipped},
         {"dtype", sc_dtype_name(dt)}, {"layout", "activations NHWC, conv filters KRSC"},
         {"git_sha", sc_git_sha}, {"versions", versions}, {"data_crc32", crc_s}, {"config", yaml},
         {"meta_crc32", ""},
@@ -133,6 +144,7 @@ done:
     free(yaml);
     free(names);
     free(entries);
+    free(state2);
     free(state);
     free(params);
     return rc;
@@ -186,13 +198,16 @@ static sc_status check_open(sc_safetensors *st, sc_train_state *out) {
         if (!dtype || strcmp(sc_dtype_name(t->dtype), dtype) != 0)
             return sc_errorf(SC_ERR_FORMAT, "%s: tensor '%s' is %s, the checkpoint's dtype is %.8s", path, t->name,
                              sc_dtype_name(t->dtype), dtype ? dtype : "missing");
-        if (strncmp(t->name, MOMENTUM_PREFIX, sizeof MOMENTUM_PREFIX - 1) != 0) continue;
-        const sc_st_tensor *p = sc_safetensors_find(st, t->name + sizeof MOMENTUM_PREFIX - 1);
+        size_t skip = strncmp(t->name, MOMENTUM_PREFIX, sizeof MOMENTUM_PREFIX - 1) == 0  ? sizeof MOMENTUM_PREFIX - 1
+                      : strncmp(t->name, MOMENT2_PREFIX, sizeof MOMENT2_PREFIX - 1) == 0 ? sizeof MOMENT2_PREFIX - 1
+                                                                                          : 0;
+        if (!skip) continue;
+        const sc_st_tensor *p = sc_safetensors_find(st, t->name + skip);
         int same = p && p->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = p->shape[d] == t->shape[d];
         if (!same)
             return sc_errorf(SC_ERR_FORMAT, "%s: tensor '%s' has no parameter '%s' of its shape", path, t->name,
-                             t->name + sizeof MOMENTUM_PREFIX - 1);
+                             t->name + skip);
     }
     const sc_st_tensor *c1 = sc_safetensors_find(st, "conv1.weight");
     if (!c1 || c1->ndim != 4) return sc_errorf(SC_ERR_FORMAT, "%s: tensor 'conv1.weight' is missing or not 4-D", path);
@@ -207,6 +222,12 @@ static sc_status check_open(sc_safetensors *st, sc_train_state *out) {
         if (s.window_steps < 0 || image_size < 0 || image_size > 1 << 20)
             return sc_errorf(SC_ERR_FORMAT, "%s: window_steps or image_size out of range in the metadata", path);
         s.image_size = (int)image_size;
+        if (sc_safetensors_meta(st, "skipped_steps")) { /* absent in files of earlier builds: none skipped */
+            SC_TRY(parse_i64(st, "skipped_steps", &s.skipped_steps));
+            if (s.skipped_steps < 0 || s.skipped_steps > s.step)
+                return sc_errorf(SC_ERR_FORMAT, "%s: skipped_steps %lld is out of range in the metadata", path,
+                                 (long long)s.skipped_steps);
+        }
         const char *want = sc_safetensors_meta(st, "data_crc32");
         if (!want) return sc_errorf(SC_ERR_FORMAT, "%s: metadata lacks 'data_crc32'", path);
         uLong crc = crc32_z(crc32_z(0L, Z_NULL, 0), st->file + st->data_start, st->size - st->data_start);
@@ -266,7 +287,7 @@ static sc_status take(const sc_safetensors *st, const char *name, const sc_param
     return SC_OK;
 }
 
-sc_status sc_checkpoint_load(const char *path, sc_model *m, sc_train_state *ts, char **config_yaml) {
+sc_status sc_checkpoint_load(const char *path, sc_model *m, sc_tensor *moment2, sc_train_state *ts, char **config_yaml) {
     sc_safetensors st;
     sc_train_state s;
     SC_TRY(open_checked(path, &st, &s));
@@ -274,14 +295,26 @@ sc_status sc_checkpoint_load(const char *path, sc_model *m, sc_train_state *ts, 
     sc_dtype dt = sc_model_dtype(m);
     size_t bytes = (size_t)t->total * sc_dtype_size(dt);
     void *params = calloc(1, bytes ? bytes : 1), *state = calloc(1, bytes ? bytes : 1);
-    sc_status rc = params && state ? SC_OK : sc_errorf(SC_ERR_NOMEM, "%s: out of memory", path);
+    void *state2 = moment2 ? calloc(1, bytes ? bytes : 1) : NULL;
+    sc_status rc = params && state && (!moment2 || state2) ? SC_OK : sc_errorf(SC_ERR_NOMEM, "%s: out of memory", path);
     char name[SC_PARAM_NAME_CAP + sizeof MOMENTUM_PREFIX];
+    /* a checkpoint of another optimizer has no second moment: it then starts at zero */
+    int have2 = 0;
+    for (int i = 0; moment2 && i < t->count && !have2; i++) {
+        snprintf(name, sizeof name, MOMENT2_PREFIX "%s", t->rows[i].name);
+        have2 = sc_safetensors_find(&st, name) != NULL;
+    }
+    if (moment2 && !have2) SC_WARN("%s holds no AdamW second moment: it starts at zero", path);
     for (int i = 0; i < t->count && rc == SC_OK; i++) {
         const sc_param *p = &t->rows[i];
         rc = take(&st, p->name, p, dt, params);
         if (rc == SC_OK && !(p->flags & SC_PARAM_BN_STAT)) {
             snprintf(name, sizeof name, MOMENTUM_PREFIX "%s", p->name);
             rc = take(&st, name, p, dt, state);
+        }
+        if (rc == SC_OK && have2 && !(p->flags & SC_PARAM_BN_STAT)) {
+            snprintf(name, sizeof name, MOMENT2_PREFIX "%s", p->name);
+            rc = take(&st, name, p, dt, state2);
         }
     }
     if (rc == SC_OK && config_yaml) {
@@ -292,10 +325,12 @@ sc_status sc_checkpoint_load(const char *path, sc_model *m, sc_train_state *ts, 
         sc_tensor pb = sc_model_param_buffer(m), sb = sc_model_state_buffer(m);
         sc_tensor_upload(sc_model_backend(m), &pb, params);
         sc_tensor_upload(sc_model_backend(m), &sb, state);
+        if (moment2) sc_tensor_upload(sc_model_backend(m), moment2, state2);
         if (ts) *ts = s;
     }
     free(params);
     free(state);
+    free(state2);
     sc_safetensors_close(&st);
     return rc;
 }

@@ -376,7 +376,7 @@ sc_status sc_finetune(const sc_config *cfg, const char *checkpoint, const char *
     if (rc == SC_OK) {
         sc_train_state ts = {.step = pre.steps};
         snprintf(path, sizeof path, "%s/checkpoints/final.safetensors", out_dir);
-        rc = sc_checkpoint_save(path, run.model, &model_cfg, &ts);
+        rc = sc_checkpoint_save(path, run.model, NULL, &model_cfg, &ts);
     }
     if (rc == SC_OK)
         rc = write_report(&run, &pre, have_rnd ? &rnd : NULL, checkpoint, sc_lr_scaled(cfg->finetune.lr, SC_LR_LINEAR, run.batch));

@@ -238,7 +238,7 @@ static sc_status save_checkpoint(trainer *t, const sc_train_state *ts, const cha
     char path[1100];
     snprintf(path, sizeof path, "%s/checkpoints/%s", t->run_dir, file);
     double t0 = sc_now();
-    SC_TRY(sc_checkpoint_save(path, t->model, t->cfg, ts));
+    SC_TRY(sc_checkpoint_save(path, t->model, sc_optimizer_moment2(&t->opt), t->cfg, ts));
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", path);
     t->last_saved = ts->step;
     snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
@@ -344,8 +344,13 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     sc_model_config mc = sc_model_config_from(cfg, aug.out_channels);
     SC_TRY(sc_model_create(&mc, t->be, SC_F32, &t->model));
     sc_model_init_params(t->model, (uint64_t)cfg->run.seed);
+    sc_schedule sched = sc_schedule_from_config(cfg, per_epoch);
+    sc_optim_hparams hp = sc_optim_hparams_from_config(cfg);
+    SC_TRY(sc_optimizer_init(&t->opt, t->be, &hp, &sched, sc_model_params(t->model)->total, SC_F32));
+    t->have_opt = 1;
     if (ckpt) {
-        SC_TRY(sc_checkpoint_load(ckpt, t->model, NULL, NULL));
+        SC_TRY(sc_checkpoint_load(ckpt, t->model, sc_optimizer_moment2(&t->opt), NULL, NULL));
+        sc_optimizer_resume(&t->opt, t->start.step, t->start.skipped_steps);
         if (saved.train.batch_size != cfg->train.batch_size) /* keep the images consumed, in whole batches */
             t->start.batch_in_epoch = t->start.batch_in_epoch * saved.train.batch_size / cfg->train.batch_size;
         if (t->start.batch_in_epoch >= per_epoch) {
@@ -387,10 +392,6 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     sc_contrastive_desc ld = sc_loss_desc_from_config(cfg);
     SC_TRY(sc_loss_init(&t->loss, t->be, &ld, views, sc_model_out_dim(t->model), SC_F32));
     t->have_loss = 1;
-    sc_schedule sched = sc_schedule_from_config(cfg, per_epoch);
-    sc_optim_hparams hp = sc_optim_hparams_from_config(cfg);
-    SC_TRY(sc_optimizer_init(&t->opt, t->be, &hp, &sched, pt->total, SC_F32));
-    t->have_opt = 1;
     SC_TRY(sc_monitor_open(&t->mon, cfg, t->run_dir, &t->data, &aug, t->metrics));
     SC_INFO("optimizer %s: peak lr %.4g (%s scaling of %.4g at batch %d), %lld warmup + cosine to step %lld, wd %g; loss %s%s, tau %g",
             sc_config_enum_name("optim.name", cfg->optim.name), sched.peak_lr,
@@ -483,6 +484,7 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
         sc_optimizer_read(&t->opt, &orep);
+        ts.skipped_steps = orep.skipped_total;
         if (orep.skipped)
             SC_WARN("step %lld skipped: the gradient norm is %g; weights unchanged (%lld steps skipped so far)",
                     (long long)ts.step, orep.grad_norm, (long long)orep.skipped_total);
