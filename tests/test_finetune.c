@@ -11,7 +11,7 @@
 #include "simclr/checkpoint.h"
 #include "simclr/eval.h"
 #include "simclr/train.h"
-#include "tiny_fmnist.h"
+#include "tiny_data.h"
 
 static char tmp[256];
 
@@ -30,7 +30,7 @@ static void test_finetune_end_to_end(void) {
     char data[300], ckpt[400], out[400], out2[400];
     snprintf(data, sizeof data, "%s/data", tmp);
     CHECK(mkdir(data, 0755) == 0);
-    CHECK(tiny_fmnist_write(data, 600, 300));
+    CHECK(sc_tiny_fashion_mnist(data, 600, 300));
     sc_config cfg;
     base_config(&cfg, data);
     /* a "pretrained" checkpoint: the initialised SimCLR model (projection head and all) */
@@ -112,7 +112,7 @@ static void test_finetune_end_to_end(void) {
 }
 
 int main(void) {
-    if (access(SC_FMNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+    if (access(SC_TINY_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
         sc_test_skip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)");
     snprintf(tmp, sizeof tmp, "/tmp/simclr_ft_XXXXXX");
     if (!mkdtemp(tmp)) sc_test_skip("cannot create a temporary directory");

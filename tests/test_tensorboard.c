@@ -18,7 +18,7 @@
 #include "harness.h"
 #include "simclr/tensorboard.h"
 #include "simclr/train.h"
-#include "tiny_fmnist.h"
+#include "tiny_data.h"
 
 static char tmp[256], python[1024];
 
@@ -71,7 +71,7 @@ static void test_training_run_read_by_tensorboard(void) {
     char data[300];
     snprintf(data, sizeof data, "%s/data", tmp);
     CHECK(mkdir(data, 0755) == 0);
-    CHECK(tiny_fmnist_write(data, 320, 200));
+    CHECK(sc_tiny_fashion_mnist(data, 320, 200));
     sc_config cfg;
     sc_config_defaults(&cfg);
     CHECK(sc_config_load_string(&cfg, sc_default_config_yaml, "<embedded>") == SC_OK);
@@ -100,7 +100,7 @@ int main(void) {
     char probe[1200];
     snprintf(probe, sizeof probe, "'%s' -c 'import tensorboard.backend.event_processing.event_accumulator' 2>/dev/null", python);
     if (system(probe) != 0) sc_test_skip("<build>/tb-venv cannot import tensorboard: rerun WITH_TEST_DEPS=1 tools/setup.sh");
-    if (access(SC_FMNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+    if (access(SC_TINY_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
         sc_test_skip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)");
     snprintf(tmp, sizeof tmp, "/tmp/simclr_tb_XXXXXX");
     if (!mkdtemp(tmp)) sc_test_skip("cannot create a temporary directory");
