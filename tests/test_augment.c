@@ -488,7 +488,13 @@ static void test_params_from_config(void) {
     cfg.augment.blur_p = 0.0;
     cfg.augment.blur_sigma_min = 0.1;
     cfg.augment.blur_sigma_max = 2.0;
-    sc_augment_params p = sc_augment_params_from_config(&cfg, 1, 28);
+    sc_dataset ds; /* resident, 28x28x1 */
+    memset(&ds, 0, sizeof ds);
+    snprintf(ds.name, sizeof ds.name, "gray28");
+    ds.height = ds.width = 28;
+    ds.channels = 1;
+    sc_augment_params p;
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(p.out_size == 28 && p.out_channels == 1 && !p.normalize);
     CHECK_CLOSE(p.brightness, 0.4, 1e-12, 0);
     CHECK_CLOSE(p.contrast, 0.4, 1e-12, 0);
@@ -504,25 +510,34 @@ static void test_params_from_config(void) {
     cfg.data.std[1] = 0.3;
     cfg.data.std[2] = 0.4;
     cfg.data.std_count = 3;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(p.out_size == 32 && p.out_channels == 3 && p.normalize);
     CHECK(p.mean[0] == 0.5f && p.mean[1] == 0.5f && p.mean[2] == 0.5f);
     CHECK(p.std[0] == 0.2f && p.std[1] == 0.3f && p.std[2] == 0.4f);
     /* checks name the config key */
     cfg.data.std[1] = 0.0;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 1) == SC_ERR_CONFIG && strstr(sc_last_error(), "data.mean/std"));
     cfg.data.std[1] = 0.3;
     cfg.augment.crop_scale_min = 0.0;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 1) == SC_ERR_CONFIG && strstr(sc_last_error(), "augment.crop_scale"));
     cfg.augment.crop_scale_min = 0.2;
     cfg.augment.gray_p = 1.5;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 1) == SC_ERR_CONFIG && strstr(sc_last_error(), "augment.gray_p"));
     cfg.augment.gray_p = 0.2;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 4) == SC_ERR_DATA);
+    /* images of varying size (an encoded dataset: only the index pointer matters here) need
+     * data.image_size; the stored size of a resident dataset is never consulted then */
+    ds.index = (sc_file_index *)&ds;
+    ds.height = ds.width = 0;
+    cfg.data.image_size = 0;
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_ERR_CONFIG &&
+          strstr(sc_last_error(), "data.image_size is required for gray28"));
+    cfg.data.image_size = 224;
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK && p.out_size == 224);
 }
 
 /* Single-core views per second of the full recipe; printed, not checked. */

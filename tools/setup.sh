@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev
-dataset-fashion-mnist"
+libjpeg62-turbo-dev libpng-dev libarchive-dev dataset-fashion-mnist"
 if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
     PACKAGES="$PACKAGES python3 python3-numpy python3-torch python3-torchvision"
 fi

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "feeder.h"
 #include "progress.h"
 #include "simclr/backend.h"
 #include "simclr/checkpoint.h"
@@ -78,10 +79,10 @@ typedef struct trainer {
     sc_backend *be;
     sc_dataset data;
     sc_loader *loader;
+    sc_feeder *feeder; /* loader batches -> the backend, one step ahead */
     sc_model *model;
     sc_loss loss;
     sc_optimizer opt;
-    void *xdev; /* [2B, S, S, C] input views on the backend */
     FILE *log_file, *metrics;
     char run_dir[1024];
     int have_loss, have_opt;
@@ -90,7 +91,7 @@ typedef struct trainer {
 static void trainer_release(trainer *t) {
     if (t->have_opt) sc_optimizer_free(&t->opt);
     if (t->have_loss) sc_loss_free(&t->loss);
-    if (t->be) sc_backend_free(t->be, t->xdev);
+    sc_feeder_destroy(t->feeder);
     sc_model_destroy(t->model);
     sc_loader_destroy(t->loader);
     sc_dataset_free(&t->data);
@@ -143,18 +144,30 @@ static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
     if (t->be->kind == SC_DEVICE_CPU && strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0)
         SC_WARN("a GPU is visible but this build has no CUDA training backend yet: training on the CPU");
 
-    sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
+    sc_augment_params aug;
+    SC_TRY(sc_augment_params_from_config(cfg, &t->data, &aug));
+    const int device_augment = cfg->data.augment_on == SC_AUGMENT_ON_GPU;
     sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
                             .workers = cfg->data.workers, .prefetch = cfg->data.prefetch, .seed = (uint64_t)cfg->run.seed,
-                            .rank = 0, .world_size = 1};
+                            .rank = 0, .world_size = 1, .output = device_augment ? SC_LOADER_CROPS : SC_LOADER_VIEWS,
+                            .allocator = sc_feeder_allocator(t->be)};
     SC_TRY(sc_loader_create(&lo, &t->loader));
+    SC_TRY(sc_feeder_create(t->be, t->loader, &aug, lo.seed, lo.batch_size, device_augment, &t->feeder));
+    if (device_augment && t->be->kind == SC_DEVICE_CPU)
+        SC_INFO("data.augment_on: gpu on the CPU backend: the loader ships uint8 crops and the CPU reference of the "
+                "device augmentation finishes them");
     int64_t per_epoch = sc_loader_batches_per_epoch(t->loader);
     if (per_epoch < 1)
         return sc_errorf(SC_ERR_CONFIG, "train.batch_size %d exceeds the %lld images of %s", cfg->train.batch_size,
                          (long long)t->data.count, t->data.name);
-    SC_INFO("data %s: %lld images %dx%dx%d -> views %dx%dx%d, %lld steps per epoch, %d workers", t->data.name,
-            (long long)t->data.count, t->data.height, t->data.width, t->data.channels, aug.out_size, aug.out_size,
-            aug.out_channels, (long long)per_epoch, cfg->data.workers);
+    char stored[64];
+    if (sc_dataset_resident(&t->data))
+        snprintf(stored, sizeof stored, "%dx%dx%d", t->data.height, t->data.width, t->data.channels);
+    else
+        snprintf(stored, sizeof stored, "JPEG/PNG files");
+    SC_INFO("data %s: %lld images %s -> views %dx%dx%d, %lld steps per epoch, %d workers, augmentation on the %s",
+            t->data.name, (long long)t->data.count, stored, aug.out_size, aug.out_size, aug.out_channels,
+            (long long)per_epoch, cfg->data.workers, device_augment ? "device" : "CPU");
 
     int views = 2 * cfg->train.batch_size;
     sc_model_config mc = sc_model_config_from(cfg, aug.out_channels);
@@ -177,8 +190,22 @@ static sc_status setup(trainer *t, const sc_config *cfg, sc_train_result *res) {
             sc_config_enum_name("optim.name", cfg->optim.name), sched.peak_lr,
             sc_config_enum_name("optim.lr_scaling", cfg->optim.lr_scaling), cfg->optim.lr, cfg->train.batch_size,
             (long long)sched.warmup_steps, (long long)sched.total_steps, cfg->optim.weight_decay, cfg->loss.temperature);
-    return sc_backend_alloc(t->be, (size_t)views * aug.out_size * aug.out_size * aug.out_channels * sizeof(float),
-                            "the input views", &t->xdev);
+    return SC_OK;
+}
+
+/* One line per reason when some images were skipped. */
+static void log_bad_images(const trainer *t) {
+    int64_t counts[SC_BAD_REASONS], total = 0;
+    sc_loader_bad_counts(t->loader, counts);
+    for (int r = 1; r < SC_BAD_REASONS; r++) total += counts[r];
+    if (total == 0) return;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%lld images of %s were skipped and replaced:", (long long)total, t->data.name);
+    for (int r = 1; r < SC_BAD_REASONS && n > 0 && (size_t)n < sizeof line; r++)
+        if (counts[r]) n += snprintf(line + n, sizeof line - (size_t)n, " %s %lld,", sc_bad_reason_name((sc_bad_reason)r),
+                                     (long long)counts[r]);
+    if (n > 0 && (size_t)n < sizeof line && line[n - 1] == ',') line[n - 1] = '\0';
+    SC_WARN("%s", line);
 }
 
 static sc_status run_loop(trainer *t, sc_train_result *res) {
@@ -191,21 +218,18 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     sc_progress_init(&prog, cfg->run.progress, total, cfg->run.log_every);
     double start = sc_now(), wait = 0.0, win_loss = 0.0, win_acc = 0.0;
     int win_n = 0, first_window = 1;
-    sc_status rc = SC_OK;
+    sc_status rc = sc_feeder_start(t->feeder, ts.epoch, ts.batch_in_epoch);
     stop_requested = 0;
     while (ts.step < total && rc == SC_OK && !stop_requested) {
-        if (ts.batch_in_epoch == 0) rc = sc_loader_start_epoch(t->loader, ts.epoch, 0);
-        sc_batch *b = NULL;
-        if (rc == SC_OK) rc = sc_loader_next(t->loader, &b, &wait);
+        sc_tensor x; /* [2B, S, S, C] on the backend */
+        int64_t b_epoch, b_index;
+        rc = sc_feeder_next(t->feeder, &x, &b_epoch, &b_index, &wait);
         if (rc != SC_OK) break;
-        SC_CHECK(b != NULL, "loader ended epoch %lld after %lld of %lld batches", (long long)ts.epoch,
-                 (long long)ts.batch_in_epoch, (long long)per_epoch);
+        SC_CHECK(b_epoch == ts.epoch && b_index == ts.batch_in_epoch, "feeder gave batch %lld of epoch %lld at batch %lld of %lld",
+                 (long long)b_index, (long long)b_epoch, (long long)ts.batch_in_epoch, (long long)ts.epoch);
         sc_abort_context_set(0, t->be->device, ts.step);
 
         /* x [2B, S, S, C] -> z [2B, D] -> loss -> dz -> gradients -> update */
-        sc_tensor x = sc_tensor_4d(t->xdev, SC_F32, (int64_t)b->samples * 2, b->height, b->width, b->channels);
-        sc_tensor_upload(t->be, &x, b->views);
-        sc_loader_release(t->loader, b);
         sc_tensor z, dz;
         sc_model_forward(t->model, &x, 1, NULL, &z);
         sc_loss_compute(&t->loss, &z, &dz);
@@ -213,6 +237,9 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         sc_tensor params = sc_model_param_buffer(t->model), grads = sc_model_grad_buffer(t->model);
         sc_tensor state = sc_model_state_buffer(t->model);
         sc_optimizer_step(&t->opt, sc_model_params(t->model), &params, &grads, &state, ts.step);
+        /* the next batch's upload overlaps this step on a device backend */
+        if (ts.step + 1 < total && !stop_requested) rc = sc_feeder_prefetch(t->feeder, &wait);
+        if (rc != SC_OK) break;
 
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
@@ -261,6 +288,7 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         if (first_window) res->first_loss = v.loss;
         res->final_loss = v.loss;
     }
+    log_bad_images(t);
     res->steps = ts.step;
     res->seconds = sc_now() - start;
     res->images_per_second = res->seconds > 0 ? (double)ts.step * cfg->train.batch_size / res->seconds : 0.0;
