@@ -83,15 +83,17 @@ static void jpeg_on_error(j_common_ptr c) {
     jpeg_error *e = (jpeg_error *)c->err;
     sc_decoder *d = e->owner;
     /* Data that ran out before the error (the source then feeds a fake end marker and warns)
-     * is truncation, and the warning says so; anything else is a decode failure: corrupt data,
-     * 12-bit precision, an unsupported colour transform. */
+     * is truncation, and the warning says so; a side above libjpeg's 65500 is too large;
+     * anything else is a decode failure: corrupt data, 12-bit precision, an unsupported colour
+     * transform. */
     if (d->jpeg_bad_warning && d->warning_reason == SC_BAD_TRUNCATED) {
         d->fail = SC_BAD_TRUNCATED;
     } else {
         char text[JMSG_LENGTH_MAX];
         (*c->err->format_message)(c, text);
         snprintf(d->message, sizeof d->message, "%s", text);
-        d->fail = c->err->msg_code == JERR_INPUT_EOF ? SC_BAD_TRUNCATED : SC_BAD_CORRUPT;
+        const int code = c->err->msg_code;
+        d->fail = code == JERR_INPUT_EOF ? SC_BAD_TRUNCATED : code == JERR_IMAGE_TOO_BIG ? SC_BAD_TOO_LARGE : SC_BAD_CORRUPT;
     }
     longjmp(d->jump, 1);
 }
@@ -210,10 +212,14 @@ static sc_bad_reason jpeg_begin(sc_decoder *d) {
 }
 
 /* Scaled columns [x0, x1] and rows [y0, y1] (inclusive) that bilinear sampling of `box` at
- * side x side reads, with the box clamped into the image. */
+ * side x side reads, plus one pixel of context on each side, clamped into the image. The
+ * context matters for columns: libjpeg's fancy (smooth) chroma upsampling has no left
+ * neighbour at the first column of a jpeg_crop_scanline window, so that column can differ from
+ * a full decode; it must never be one the resize reads. */
 static void scaled_span(int start, int len, double f, int limit, int *lo, int *hi) {
     double first = (start + 0.5) * f - 0.5, last = (start + len - 1 + 0.5) * f - 0.5;
-    int a = (int)(first < 0 ? 0 : first), b = (int)(last < 0 ? 0 : last) + 1;
+    int a = (int)(first < 0 ? 0 : first) - 1, b = (int)(last < 0 ? 0 : last) + 2;
+    if (a < 0) a = 0;
     *lo = a < limit ? a : limit - 1;
     *hi = b < limit ? b : limit - 1;
 }
