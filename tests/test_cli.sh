@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_cli.sh - the `simclr` command line: help texts, exit codes, configuration errors that
-# name file:line:col and the key, --print-config, info, and a tiny train + eval linear run.
+# name file:line:col and the key, --print-config, info, preview, and a tiny train + eval linear run.
 # Usage: test_cli.sh path/to/simclr
 set -u
 SIMCLR=$1
@@ -37,7 +37,15 @@ expect 2 "range.yaml:2:15: train.batch_size: 1 is out of range" -- "$SIMCLR" tra
 expect 1 "nope.yaml: cannot open" -- "$SIMCLR" train --config "$TMP/nope.yaml"
 expect 1 "no CUDA GPU is visible\|built without CUDA\|GPU" -- "$SIMCLR" train --device cuda:7 --set run.dir="$TMP/runs"
 
+# preview and the data options of encoded datasets
+expect 2 "data.image_size is required for data.dataset: imagefolder" -- "$SIMCLR" preview --set data.dataset=imagefolder --set data.path="$TMP" --set eval.linear_probe=false
+expect 1 "nowhere: cannot open the image folder" -- "$SIMCLR" preview --set data.dataset=imagefolder --set data.path="$TMP/nowhere" --set data.image_size=64 --set eval.linear_probe=false
+expect 2 "samples 'x'" -- "$SIMCLR" preview --samples x
+expect 0 "usage: simclr bench loader" -- "$SIMCLR" bench loader --help
+
 if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    expect 0 "3 samples of fashion_mnist/train, two 28x28 views" -- "$SIMCLR" preview --samples 3 --out "$TMP/preview.png"
+    if [ "$(head -c 4 "$TMP/preview.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ]; then pass; else fail "preview.png is not a PNG"; fi
     expect 0 "random init:" -- "$SIMCLR" train --device cpu --set run.dir="$TMP/runs" --name cli \
         --set model.width=0.0625 --set train.batch_size=32 --set train.max_steps=3 \
         --set eval.probe_train_samples=500 --set eval.probe_test_samples=200

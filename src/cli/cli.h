@@ -16,9 +16,11 @@ int sc_cmd_train(int argc, char **argv);
 int sc_cmd_eval(int argc, char **argv);
 int sc_cmd_info(int argc, char **argv);
 int sc_cmd_bench(int argc, char **argv);
+int sc_cmd_preview(int argc, char **argv);
 
 /* Benchmarks, one per file (src/cli/bench_<name>.c), dispatched by cmd_bench.c. */
 int sc_bench_step(int argc, char **argv);
+int sc_bench_loader(int argc, char **argv);
 
 /* Print "simclr: error: <last error>" and map the status to an exit code. */
 int sc_cli_fail(sc_status st);

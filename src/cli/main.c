@@ -18,6 +18,8 @@ static const char usage[] =
     "commands:\n"
     "  train          pretrain an encoder (default: Fashion-MNIST, a small ResNet-18, then a linear probe)\n"
     "  eval linear    linear probe of a trained encoder beside its random initialisation\n"
+    "  preview        a PNG grid of the two augmented views of a few samples (what the model sees)\n"
+    "  bench          benchmarks: simclr bench step | loader\n"
     "  info           devices, library versions and build options\n"
     "  help           this text; `simclr <command> --help` for a command's options\n"
     "\n"
@@ -69,6 +71,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return sc_cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return sc_cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return sc_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "preview") == 0) return sc_cmd_preview(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return SC_EXIT_OK;
