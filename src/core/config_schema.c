@@ -101,8 +101,8 @@ static const sc_config_entry schema[] = {
          "imagefolder: the subdirectories of data.path are the classes; false takes every image under "
          "data.path, recursively, as unlabeled."),
     STRING(data.cache, "\"auto\"",
-           "Where the file list of imagefolder/shards is cached: auto (<data dir>/.simclr, else "
-           "~/.cache/simclr), off, or a directory."),
+           "Where the file list of imagefolder/shards is cached: auto ($XDG_CACHE_HOME/simclr, "
+           "~/.cache/simclr; never inside the dataset), off, or a directory."),
     ENUM(data.augment_on, augment_on_choices, "cpu",
          "Where flip, colour jitter, grayscale, blur and normalisation run: cpu (loader threads) or gpu "
          "(the loader ships uint8 crops and the device finishes the views)."),

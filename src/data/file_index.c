@@ -7,7 +7,7 @@
  * the order of its full path and its files in name order; files ending .jpg .jpeg .png in any
  * case are images. Symlinks are followed (a directory reached twice along one path is a cycle
  * and is not entered again). Unlike torchvision, names starting with '.' are ignored: hidden
- * directories such as .ipynb_checkpoints or our own .simclr cache are not classes, and
+ * directories such as .ipynb_checkpoints are not classes, and
  * AppleDouble "._x.jpg" files are not images. An unlabeled folder is one walk from the root.
  *
  * Shards (WebDataset): every member of a sample shares the key (the path up to the first '.'
@@ -22,8 +22,9 @@
  * walked (adding, removing or renaming an entry changes its directory's mtime; the files'
  * contents are read fresh at every access anyway), for shards the same list of shard files
  * with the same sizes and mtimes (member offsets depend on their contents). data.cache picks
- * the place: "auto" = <data dir>/.simclr/ when it can be created, else
- * $XDG_CACHE_HOME/simclr (~/.cache/simclr); "off" = never; anything else = that directory.
+ * the place: "auto" = $XDG_CACHE_HOME/simclr (~/.cache/simclr), never inside the dataset (a
+ * hidden directory there would be taken for a class by torchvision's ImageFolder); "off" =
+ * never; anything else = that directory.
  */
 #include "data/file_index.h"
 
@@ -182,9 +183,9 @@ static int ensure_dir(const char *path) {
 }
 
 /* Where the cache file of (kind, root, labeled) lives, or "" when caching is off or no place
- * is writable. data_dir is the directory the dataset lives in. */
-static void cache_file_path(const char *cache, sc_index_kind kind, const char *root, int labeled,
-                            const char *data_dir, char *out, size_t cap) {
+ * is writable. */
+static void cache_file_path(const char *cache, sc_index_kind kind, const char *root, int labeled, char *out,
+                            size_t cap) {
     out[0] = '\0';
     if (!strcmp(cache, "off")) return;
     char abs_root[PATH_MAX];
@@ -200,17 +201,14 @@ static void cache_file_path(const char *cache, sc_index_kind kind, const char *r
             return;
         }
     } else {
-        snprintf(dir, sizeof dir, "%s/.simclr", data_dir);
-        if (!ensure_dir(dir)) {
-            const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-            if (xdg && xdg[0])
-                snprintf(dir, sizeof dir, "%s/simclr", xdg);
-            else if (home && home[0])
-                snprintf(dir, sizeof dir, "%s/.cache/simclr", home);
-            else
-                return;
-            if (!ensure_dir(dir)) return;
-        }
+        const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        if (xdg && xdg[0])
+            snprintf(dir, sizeof dir, "%s/simclr", xdg);
+        else if (home && home[0])
+            snprintf(dir, sizeof dir, "%s/.cache/simclr", home);
+        else
+            return;
+        if (!ensure_dir(dir)) return;
     }
     snprintf(out, cap, "%s/filelist-%016llx.bin", dir, (unsigned long long)h);
 }
@@ -704,7 +702,7 @@ sc_status sc_file_index_folder(const char *root, int labeled, const char *cache,
     }
     ix->kind = SC_INDEX_FOLDER;
     ix->labeled = labeled;
-    cache_file_path(cache, ix->kind, root, labeled, root, ix->cache_path, sizeof ix->cache_path);
+    cache_file_path(cache, ix->kind, root, labeled, ix->cache_path, sizeof ix->cache_path);
     double t0 = seconds_now();
     if (load_cache(ix, NULL, 0)) {
         SC_INFO("%s: %lld images, %d classes (file list from %s)", root, (long long)ix->count, ix->num_classes,
@@ -954,7 +952,7 @@ sc_status sc_file_index_shards(const char *path, const char *cache, sc_file_inde
     if (rc == SC_OK) {
         ix->kind = SC_INDEX_SHARDS;
         ix->labeled = 1;
-        cache_file_path(cache, ix->kind, path, 1, dir, ix->cache_path, sizeof ix->cache_path);
+        cache_file_path(cache, ix->kind, path, 1, ix->cache_path, sizeof ix->cache_path);
         double t0 = seconds_now();
         if (load_cache(ix, shards, nshards)) {
             SC_INFO("%s: %lld samples in %lld shards (index from %s)", path, (long long)ix->count,
