@@ -5,8 +5,12 @@ The photographs shipped in Debian's python3-skimage package (astronaut, chelsea,
 rocket, motorcycle, retina, hubble ...) are cut into random crops, resized to about 400x350
 (ImageNet's typical size: sides drawn from 300..500), flipped at random and saved as baseline
 JPEGs of quality 90..96 with Pillow, spread over 10 class folders. Deterministic for a seed.
+With --cifar DIR it also writes CIFAR-size data in the CIFAR-10 binary format (DIR/
+data_batch_1..5.bin and test_batch.bin, 32x32 crops of the same photographs, --cifar-count
+images per file) for the loader benchmark's resident case.
 
     /usr/bin/python3 tools/make_photo_folder.py OUT_DIR [--count 1000] [--seed 0]
+                                                [--cifar DIR [--cifar-count 2000]]
 """
 import argparse
 import os
@@ -43,6 +47,8 @@ def main():
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cifar", help="also write CIFAR-10 binary files of 32x32 crops here")
+    ap.add_argument("--cifar-count", type=int, default=2000, help="records per CIFAR file")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     photos = load_photos()
@@ -61,6 +67,27 @@ def main():
         path = os.path.join(a.out, f"class{i % a.classes:02d}", f"img{i:06d}.jpg")
         img.save(path, "JPEG", quality=rng.randint(90, 96))
     print(f"{a.count} JPEGs from {len(photos)} photographs in {a.out}")
+    if a.cifar:
+        write_cifar(a.cifar, photos, a.cifar_count, rng)
+
+
+def write_cifar(out, photos, count, rng):
+    """CIFAR-10 binary: per record a label byte, then the 1024 R, 1024 G and 1024 B bytes."""
+    os.makedirs(out, exist_ok=True)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for name in names:
+        records = bytearray()
+        for i in range(count):
+            src = photos[rng.randrange(len(photos))]
+            w, h = src.size
+            side = rng.randint(min(w, h) // 4, min(w, h))
+            x, y = rng.randint(0, w - side), rng.randint(0, h - side)
+            img = np.asarray(src.crop((x, y, x + side, y + side)).resize((32, 32), Image.BICUBIC))
+            records.append(i % 10)
+            records += img.transpose(2, 0, 1).tobytes()
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(records)
+    print(f"{len(names)} CIFAR-10 binary files of {count} 32x32 images in {out}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ static const struct {
     const char *what;
 } benches[] = {
     {"step", sc_bench_step, "one SimCLR training step on synthetic data (views/s, TFLOP/s)"},
+    {"loader", sc_bench_loader, "the data loader: views/s and images/s per core for 1, 2, 4, ... workers"},
 };
 
 int sc_cmd_bench(int argc, char **argv) {
