@@ -43,6 +43,24 @@ expect 1 "nowhere: cannot open the image folder" -- "$SIMCLR" preview --set data
 expect 2 "samples 'x'" -- "$SIMCLR" preview --samples x
 expect 0 "usage: simclr bench loader" -- "$SIMCLR" bench loader --help
 
+# tools/make_shards.py -> tar shards -> preview (needs Debian's Pillow to draw the images)
+if /usr/bin/python3 -c "import PIL" 2> /dev/null; then
+    /usr/bin/python3 - "$TMP/folder" <<'PY'
+import os, sys
+from PIL import Image
+for i in range(6):
+    d = os.path.join(sys.argv[1], "ab"[i % 2])
+    os.makedirs(d, exist_ok=True)
+    Image.new("RGB", (40 + i, 30 + i), (40 * i, 255 - 40 * i, 90)).save(os.path.join(d, f"{i}.{'png' if i % 3 else 'jpg'}"))
+PY
+    /usr/bin/python3 "$(dirname "$0")/../tools/make_shards.py" "$TMP/folder" "$TMP/shards" --per-shard 4 > /dev/null
+    expect 0 "4 samples of shards:shards, two 32x32 views" -- "$SIMCLR" preview --set data.dataset=shards \
+        --set data.path="$TMP/shards" --set data.cache=off --set data.image_size=32 --set train.batch_size=4 \
+        --set eval.linear_probe=false --samples 4 --out "$TMP/shards.png"
+else
+    echo "note: /usr/bin/python3 has no PIL; the shard converter is not tested"
+fi
+
 if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     expect 0 "3 samples of fashion_mnist/train, two 28x28 views" -- "$SIMCLR" preview --samples 3 --out "$TMP/preview.png"
     if [ "$(head -c 4 "$TMP/preview.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ]; then pass; else fail "preview.png is not a PNG"; fi
