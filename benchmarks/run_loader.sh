@@ -5,7 +5,7 @@
 # python3-skimage's photographs by tools/make_photo_folder.py) producing two 224x224 views,
 # and (b) CIFAR-size 32x32 images held in memory (CIFAR-10 binary format, same tool).
 # Appends JSON lines to benchmarks/results/cpu/loader.jsonl and prints them. Build first
-# (tools/setup.sh).
+# (WITH_TEST_DEPS=1 tools/setup.sh: python3-torchvision, python3-pil, python3-skimage).
 #
 #   WORKERS=1,2,4 IMAGES=1000 benchmarks/run_loader.sh
 set -eu

@@ -4,7 +4,8 @@
 # is present and rebuilds only what changed.
 #
 #   tools/setup.sh                      # Release build
-#   WITH_TEST_DEPS=1 tools/setup.sh     # also PyTorch/torchvision for the parity tests
+#   WITH_TEST_DEPS=1 tools/setup.sh     # also PyTorch/torchvision/Pillow (parity tests, baselines)
+#                                       # and scikit-image (photos for benchmarks/run_loader.sh)
 #   BUILD_DIR=build-asan CMAKE_ARGS=-DSIMCLR_SANITIZE=ON tools/setup.sh
 #
 # The CUDA backend is built when a CUDA toolkit is found (/usr/local/cuda); it is not
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev
 libjpeg62-turbo-dev libpng-dev libarchive-dev dataset-fashion-mnist"
 if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
-    PACKAGES="$PACKAGES python3 python3-numpy python3-torch python3-torchvision"
+    PACKAGES="$PACKAGES python3 python3-numpy python3-torch python3-torchvision python3-pil python3-skimage"
 fi
 
 missing=""
