@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "simclr/backend.h"
+#include "simclr/data.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,6 +95,15 @@ void sc_cuda_optim_plan_destroy(sc_cuda_optim_plan *plan);
 void sc_cuda_optim_step(sc_cuda_optim_plan *plan, const sc_optim_hparams *hp, sc_tensor *params,
                         const sc_tensor *grads, sc_tensor *state, sc_tensor *state2, sc_tensor *scalars,
                         cudaStream_t stream);
+
+/* augment.cu: the device half of SimCLR augmentation, the shape of the backend table's
+ * augment_workspace / augment_crops entries (include/simclr/backend.h). crops [2B, S, S, wc]
+ * uint8, keys [B], views [2B, S, S, p->out_channels] F32, all device memory; workspace holds
+ * sc_cuda_augment_workspace(p, B, wc) bytes. CPU reference: sc_aug_finish_crop. */
+size_t sc_cuda_augment_workspace(const sc_augment_params *p, int samples, int wc);
+void sc_cuda_augment_crops(const sc_augment_params *p, uint64_t seed, uint32_t epoch, const uint8_t *crops,
+                           const uint32_t *keys, int samples, int wc, float *views, void *workspace,
+                           cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,8 @@
  * test_augment.c - each SimCLR transform against its definition (flip, luma, brightness,
  * contrast, saturation, hue, blur kernel and blur, crop boxes, bilinear resize), then whole
  * views: range, determinism per Philox key, views that differ, records that match the
- * probabilities, normalisation, gray inputs, the eval transform, and the config mapping.
+ * probabilities, the uint8-crop path of device augmentation within its stated tolerance of
+ * the float path, normalisation, gray inputs, the eval transform, and the config mapping.
  * Ends with an informational single-core throughput line (not a pass/fail criterion).
  */
 #include <math.h>
@@ -387,6 +388,40 @@ static void test_views_in_range_and_deterministic(void) {
     }
 }
 
+/* data.augment_on: gpu ships the resized crop as uint8 and finishes it on the device; its CPU
+ * reference (sc_augment_crop + sc_aug_finish_crop) differs from the float path only by the
+ * rounding of the crop to 1/255 steps (at most 0.5/255), amplified by the jitter factors
+ * (<= 1.8 each) and, near gray, the hue rotation: stated tolerance max 10/255, mean 0.5/255;
+ * every random choice is identical. */
+static void test_crops_path_matches_views(void) {
+    const int W = 90, H = 70;
+    uint8_t px[90 * 70 * 3];
+    make_image(px, H, W, 3, 5);
+    sc_image im = {H, W, 3, px};
+    for (int t = 0; t < 2; t++) {
+        const int S = t ? 64 : 32, oc = t ? 3 : 1;
+        sc_augment_params p = simclr_params(S, oc);
+        static float scratch[200000], a[64 * 64 * 3], b[64 * 64 * 3];
+        static uint8_t crop[64 * 64 * 3];
+        CHECK(sc_augment_scratch_floats(&p, &im) <= 200000);
+        const size_t n = (size_t)S * S * oc;
+        double worst = 0, sum = 0;
+        for (int s = 0; s < 200; s++) {
+            sc_rng r0 = sc_rng_make(3, 1, (uint32_t)s, (uint32_t)(s % 2), SC_RNG_AUGMENT);
+            sc_rng r1 = r0, r2 = r0;
+            sc_augment_view(&p, &im, &r0, a, scratch, NULL);
+            sc_augment_crop(&p, &im, &r1, crop, scratch);
+            sc_aug_finish_crop(&p, crop, 3, &r2, b, scratch);
+            worst = fmax(worst, max_abs_diff(a, b, n));
+            for (size_t i = 0; i < n; i++) sum += fabs((double)a[i] - b[i]);
+        }
+        const double mean = sum / (200.0 * (double)n);
+        CHECKF(worst <= 10.0 / 255 && mean <= 0.5 / 255, "S %d: crops path differs from views by max %.4f, mean %.5f", S, worst,
+               mean);
+        printf("info: S %d, %d channels: uint8 crops path vs float views: max %.4f, mean %.5f\n", S, oc, worst, mean);
+    }
+}
+
 static void test_records_follow_probabilities(void) {
     uint8_t px[32 * 32 * 3];
     make_image(px, 32, 32, 3, 3);
@@ -488,7 +523,13 @@ static void test_params_from_config(void) {
     cfg.augment.blur_p = 0.0;
     cfg.augment.blur_sigma_min = 0.1;
     cfg.augment.blur_sigma_max = 2.0;
-    sc_augment_params p = sc_augment_params_from_config(&cfg, 1, 28);
+    sc_dataset ds; /* resident, 28x28x1 */
+    memset(&ds, 0, sizeof ds);
+    snprintf(ds.name, sizeof ds.name, "gray28");
+    ds.height = ds.width = 28;
+    ds.channels = 1;
+    sc_augment_params p;
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(p.out_size == 28 && p.out_channels == 1 && !p.normalize);
     CHECK_CLOSE(p.brightness, 0.4, 1e-12, 0);
     CHECK_CLOSE(p.contrast, 0.4, 1e-12, 0);
@@ -504,25 +545,34 @@ static void test_params_from_config(void) {
     cfg.data.std[1] = 0.3;
     cfg.data.std[2] = 0.4;
     cfg.data.std_count = 3;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(p.out_size == 32 && p.out_channels == 3 && p.normalize);
     CHECK(p.mean[0] == 0.5f && p.mean[1] == 0.5f && p.mean[2] == 0.5f);
     CHECK(p.std[0] == 0.2f && p.std[1] == 0.3f && p.std[2] == 0.4f);
     /* checks name the config key */
     cfg.data.std[1] = 0.0;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 1) == SC_ERR_CONFIG && strstr(sc_last_error(), "data.mean/std"));
     cfg.data.std[1] = 0.3;
     cfg.augment.crop_scale_min = 0.0;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 1) == SC_ERR_CONFIG && strstr(sc_last_error(), "augment.crop_scale"));
     cfg.augment.crop_scale_min = 0.2;
     cfg.augment.gray_p = 1.5;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 1) == SC_ERR_CONFIG && strstr(sc_last_error(), "augment.gray_p"));
     cfg.augment.gray_p = 0.2;
-    p = sc_augment_params_from_config(&cfg, 1, 28);
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK);
     CHECK(sc_augment_params_check(&p, 4) == SC_ERR_DATA);
+    /* images of varying size (an encoded dataset: only the index pointer matters here) need
+     * data.image_size; the stored size of a resident dataset is never consulted then */
+    ds.index = (sc_file_index *)&ds;
+    ds.height = ds.width = 0;
+    cfg.data.image_size = 0;
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_ERR_CONFIG &&
+          strstr(sc_last_error(), "data.image_size is required for gray28"));
+    cfg.data.image_size = 224;
+    CHECK(sc_augment_params_from_config(&cfg, &ds, &p) == SC_OK && p.out_size == 224);
 }
 
 /* Single-core views per second of the full recipe; printed, not checked. */
@@ -573,6 +623,7 @@ int main(void) {
     SC_RUN(test_crop_boxes);
     SC_RUN(test_resize);
     SC_RUN(test_views_in_range_and_deterministic);
+    SC_RUN(test_crops_path_matches_views);
     SC_RUN(test_records_follow_probabilities);
     SC_RUN(test_ops_off_is_plain_resize);
     SC_RUN(test_normalise_and_eval);

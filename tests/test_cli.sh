@@ -1,8 +1,8 @@
 #!/bin/sh
 # test_cli.sh - the `simclr` command line: help texts, exit codes, configuration errors that
-# name file:line:col and the key, --print-config, info, a tiny train + eval linear run, the stop
-# signals (Ctrl-C 130, SIGTERM/SIGUSR1 0 after a checkpoint, a second signal at once), --resume,
-# export, embed and model.init_from.
+# name file:line:col and the key, --print-config, info, preview, a tiny train + eval linear run,
+# the stop signals (Ctrl-C 130, SIGTERM/SIGUSR1 0 after a checkpoint, a second signal at once),
+# --resume, export, embed and model.init_from.
 # Usage: test_cli.sh path/to/simclr
 set -u
 SIMCLR=$1
@@ -39,7 +39,33 @@ expect 2 "range.yaml:2:15: train.batch_size: 1 is out of range" -- "$SIMCLR" tra
 expect 1 "nope.yaml: cannot open" -- "$SIMCLR" train --config "$TMP/nope.yaml"
 expect 1 "no CUDA GPU is visible\|built without CUDA\|GPU" -- "$SIMCLR" train --device cuda:7 --set run.dir="$TMP/runs"
 
+# preview and the data options of encoded datasets
+expect 2 "data.image_size is required for data.dataset: imagefolder" -- "$SIMCLR" preview --set data.dataset=imagefolder --set data.path="$TMP" --set eval.linear_probe=false
+expect 1 "nowhere: cannot open the image folder" -- "$SIMCLR" preview --set data.dataset=imagefolder --set data.path="$TMP/nowhere" --set data.image_size=64 --set eval.linear_probe=false
+expect 2 "samples 'x'" -- "$SIMCLR" preview --samples x
+expect 0 "usage: simclr bench loader" -- "$SIMCLR" bench loader --help
+
+# tools/make_shards.py -> tar shards -> preview (needs Debian's Pillow to draw the images)
+if /usr/bin/python3 -c "import PIL" 2> /dev/null; then
+    /usr/bin/python3 - "$TMP/folder" <<'PY'
+import os, sys
+from PIL import Image
+for i in range(6):
+    d = os.path.join(sys.argv[1], "ab"[i % 2])
+    os.makedirs(d, exist_ok=True)
+    Image.new("RGB", (40 + i, 30 + i), (40 * i, 255 - 40 * i, 90)).save(os.path.join(d, f"{i}.{'png' if i % 3 else 'jpg'}"))
+PY
+    /usr/bin/python3 "$(dirname "$0")/../tools/make_shards.py" "$TMP/folder" "$TMP/shards" --per-shard 4 > /dev/null
+    expect 0 "4 samples of shards:shards, two 32x32 views" -- "$SIMCLR" preview --set data.dataset=shards \
+        --set data.path="$TMP/shards" --set data.cache=off --set data.image_size=32 --set train.batch_size=4 \
+        --set eval.linear_probe=false --samples 4 --out "$TMP/shards.png"
+else
+    echo "note: /usr/bin/python3 has no PIL; the shard converter is not tested"
+fi
+
 if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    expect 0 "3 samples of fashion_mnist/train, two 28x28 views" -- "$SIMCLR" preview --samples 3 --out "$TMP/preview.png"
+    if [ "$(head -c 4 "$TMP/preview.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ]; then pass; else fail "preview.png is not a PNG"; fi
     expect 0 "random init:" -- "$SIMCLR" train --device cpu --set run.dir="$TMP/runs" --name cli \
         --set model.width=0.0625 --set train.batch_size=32 --set train.max_steps=3 \
         --set eval.probe_train_samples=500 --set eval.probe_test_samples=200

@@ -4,7 +4,8 @@
 # is present and rebuilds only what changed.
 #
 #   tools/setup.sh                      # Release build
-#   WITH_TEST_DEPS=1 tools/setup.sh     # also PyTorch/torchvision for the parity tests and the
+#   WITH_TEST_DEPS=1 tools/setup.sh     # also PyTorch/torchvision/Pillow (parity tests, baselines),
+#                                       # scikit-image (photos for benchmarks/run_loader.sh) and the
 #                                       # TensorBoard reader (PyPI, pinned) in $BUILD_DIR/tb-venv
 #   BUILD_DIR=build-asan CMAKE_ARGS=-DSIMCLR_SANITIZE=ON tools/setup.sh
 #
@@ -13,10 +14,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev libpng-dev
-dataset-fashion-mnist python3 python3-matplotlib"
+PACKAGES="build-essential cmake pkg-config git libfyaml-dev libopenblas-dev zlib1g-dev
+libjpeg62-turbo-dev libpng-dev libarchive-dev dataset-fashion-mnist python3 python3-matplotlib"
 if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
-    PACKAGES="$PACKAGES python3-numpy python3-torch python3-torchvision python3-venv python3-pil"
+    PACKAGES="$PACKAGES python3-numpy python3-torch python3-torchvision python3-venv python3-pil python3-skimage"
 fi
 
 missing=""

@@ -16,12 +16,18 @@
  *    finite-difference gradient checks).
  *  - Scalars that change every step (step counter, learning rate) and results (loss, gradient
  *    norm) live in backend memory, so a device step needs no host synchronisation.
+ *  - Input batches travel through host staging buffers (host_alloc: page-locked on CUDA) and
+ *    upload_async on a copy stream, ordered against the compute work by events, so the upload
+ *    of batch k+1 overlaps step k. Table entries added for this (host_alloc .. augment_crops)
+ *    may be NULL: the wrappers then fall back to malloc, synchronous uploads and no-op events,
+ *    and sc_backend_can_augment() reports 0.
  */
 #ifndef SIMCLR_BACKEND_H
 #define SIMCLR_BACKEND_H
 
 #include <stddef.h>
 
+#include "simclr/data.h"
 #include "simclr/params.h"
 #include "simclr/schedule.h"
 #include "simclr/status.h"
@@ -147,6 +153,9 @@ typedef struct sc_optim_hparams {
 static inline int sc_optim_state_buffers(sc_optim_kind kind) { return kind == SC_OPTIM_ADAMW ? 2 : 1; }
 
 typedef struct sc_backend sc_backend;
+
+/* A point in a backend's work queue (a cudaEvent_t on CUDA), opaque. */
+typedef struct sc_backend_event sc_backend_event;
 
 typedef struct sc_backend_ops {
     const char *name;
@@ -282,6 +291,33 @@ typedef struct sc_backend_ops {
     sc_status (*capture_end)(sc_backend *be, void **graph);
     void (*graph_launch)(sc_backend *be, void *graph);
     void (*graph_free)(sc_backend *be, void *graph);
+
+    /* ---- host staging and asynchronous uploads (any of these may be NULL) ---- */
+    /* Host memory uploads can read asynchronously (page-locked on CUDA); NULL when out of memory. */
+    void *(*host_alloc)(sc_backend *be, size_t bytes);
+    void (*host_free)(sc_backend *be, void *ptr);
+    sc_backend_event *(*event_create)(sc_backend *be); /* NULL when out of resources */
+    void (*event_destroy)(sc_backend *be, sc_backend_event *ev);
+    /* Mark the point after all compute work enqueued so far. */
+    void (*event_record)(sc_backend *be, sc_backend_event *ev);
+    /* Block the calling thread until the work before `ev` has finished. */
+    void (*event_sync)(sc_backend *be, sc_backend_event *ev);
+    /* Copy host -> device on the copy stream after `after` (may be NULL) has completed, then
+     * record `done` there; compute work enqueued afterwards waits for `done`. host_src must stay
+     * unchanged until `done` completes. */
+    void (*upload_async)(sc_backend *be, void *dst, const void *host_src, size_t bytes,
+                         sc_backend_event *after, sc_backend_event *done);
+
+    /* ---- the device half of SimCLR augmentation (data.augment_on: gpu) ----
+     * crops [2B, S, S, wc] uint8 (rows 0..B-1 the first view of samples keys[0..B), rows
+     * B..2B-1 the second), keys [B] uint32 sample ids; views [2B, S, S, p->out_channels] =
+     * flip -> jitter -> grayscale -> blur -> clip -> normalise, each view's randomness from the
+     * Philox stream (seed, epoch, key, view, SC_RNG_AUGMENT) exactly as sc_augment_view draws
+     * it. workspace: augment_workspace(...) bytes of device memory. */
+    size_t (*augment_workspace)(sc_backend *be, const sc_augment_params *p, int samples, int wc);
+    void (*augment_crops)(sc_backend *be, const sc_augment_params *p, uint64_t seed, uint32_t epoch,
+                          const uint8_t *crops, const uint32_t *keys, int samples, int wc,
+                          float *views, void *workspace);
 } sc_backend_ops;
 
 struct sc_backend {
@@ -325,6 +361,22 @@ void sc_tensor_zero(sc_backend *be, sc_tensor *t);
 double sc_tensor_read_scalar(sc_backend *be, const sc_tensor *t);
 /* Write a 1-element tensor (F32 or F64) from a double. */
 void sc_tensor_write_scalar(sc_backend *be, sc_tensor *t, double v);
+
+/* ---- staging, events and asynchronous uploads (fallbacks when the table has none) ---- */
+/* host_alloc, else 256-byte aligned malloc. */
+sc_status sc_backend_host_alloc(sc_backend *be, size_t bytes, const char *what, void **out);
+void sc_backend_host_free(sc_backend *be, void *ptr);
+/* *out is NULL when the backend has no events: every operation on a NULL event is a no-op and
+ * it counts as complete. */
+sc_status sc_backend_event_create(sc_backend *be, sc_backend_event **out);
+void sc_backend_event_destroy(sc_backend *be, sc_backend_event *ev);
+void sc_backend_event_record(sc_backend *be, sc_backend_event *ev);
+void sc_backend_event_sync(sc_backend *be, sc_backend_event *ev);
+/* upload_async, else a synchronous upload after synchronize (when `after` is given). */
+void sc_backend_upload_async(sc_backend *be, void *dst, const void *host_src, size_t bytes,
+                             sc_backend_event *after, sc_backend_event *done);
+/* 1 when the backend implements augment_crops. */
+int sc_backend_can_augment(const sc_backend *be);
 
 /* ---- checked op wrappers (one per table entry; see the table for semantics) ---- */
 size_t sc_op_conv2d_workspace(sc_backend *be, const sc_conv_desc *d, sc_dtype dt);
@@ -393,6 +445,11 @@ sc_status sc_backend_capture_begin(sc_backend *be);
 sc_status sc_backend_capture_end(sc_backend *be, sc_step_graph **out);
 void sc_step_graph_launch(sc_backend *be, sc_step_graph *g);
 void sc_step_graph_free(sc_backend *be, sc_step_graph *g);
+size_t sc_op_augment_workspace(sc_backend *be, const sc_augment_params *p, int samples, int wc);
+/* views: F32 [2 samples, S, S, p->out_channels]; crops/keys/workspace raw device pointers. */
+void sc_op_augment_crops(sc_backend *be, const sc_augment_params *p, uint64_t seed, uint32_t epoch,
+                         const uint8_t *crops, const uint32_t *keys, int samples, int wc,
+                         sc_tensor *views, void *workspace);
 
 #ifdef __cplusplus
 }

@@ -28,7 +28,10 @@ extern "C" {
 /* Enumerations; the schema maps each to its YAML spelling (shown in comments). */
 typedef enum { SC_ARCH_RESNET18, SC_ARCH_RESNET34, SC_ARCH_RESNET50 } sc_arch;  /* resnet18 resnet34 resnet50 */
 typedef enum { SC_STEM_CIFAR, SC_STEM_IMAGENET } sc_stem;                      /* cifar imagenet */
-typedef enum { SC_DATASET_FASHION_MNIST, SC_DATASET_CIFAR10, SC_DATASET_CIFAR100 } sc_dataset_kind; /* fashion_mnist cifar10 cifar100 */
+typedef enum {
+    SC_DATASET_FASHION_MNIST, SC_DATASET_CIFAR10, SC_DATASET_CIFAR100, SC_DATASET_IMAGEFOLDER, SC_DATASET_SHARDS
+} sc_dataset_kind; /* fashion_mnist cifar10 cifar100 imagefolder shards */
+typedef enum { SC_AUGMENT_ON_CPU, SC_AUGMENT_ON_GPU } sc_augment_on;            /* cpu gpu */
 typedef enum { SC_LOSS_NTXENT, SC_LOSS_NT_LOGISTIC, SC_LOSS_MARGIN } sc_loss_kind; /* ntxent nt_logistic margin */
 typedef enum { SC_OPT_LARS, SC_OPT_SGD, SC_OPT_ADAMW } sc_opt_name;          /* lars sgd adamw */
 typedef enum { SC_LR_LINEAR, SC_LR_SQRT, SC_LR_NONE } sc_lr_scaling;          /* linear sqrt none */
@@ -68,6 +71,12 @@ typedef struct sc_config {
     struct {
         int dataset;             /* sc_dataset_kind */
         char path[SC_CFG_STR];   /* "" = the dataset's standard location */
+        char test_path[SC_CFG_STR]; /* imagefolder/shards: the test split ("" = none) */
+        int labeled;             /* imagefolder: subdirectories are classes */
+        char cache[SC_CFG_STR];  /* file-list cache: auto | off | a directory */
+        int augment_on;          /* sc_augment_on: where flip/jitter/gray/blur/normalise run */
+        double max_bad_fraction; /* images that may fail to decode before the run stops */
+        int64_t max_image_pixels; /* larger images are skipped as bad */
         int workers;             /* augmentation threads */
         int prefetch;            /* batches prepared ahead */
         int image_size;          /* side of the augmented views; 0 = the stored size */

@@ -133,6 +133,64 @@ void sc_tensor_write_scalar(sc_backend *be, sc_tensor *t, double v) {
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* staging, events, asynchronous uploads                                                */
+
+sc_status sc_backend_host_alloc(sc_backend *be, size_t bytes, const char *what, void **out) {
+    if (be->ops->host_alloc) {
+        *out = bytes ? be->ops->host_alloc(be, bytes) : NULL;
+    } else {
+        size_t rounded = (bytes + 255) / 256 * 256;
+        *out = bytes ? aligned_alloc(256, rounded) : NULL;
+    }
+    if (bytes && !*out)
+        return sc_errorf(SC_ERR_NOMEM, "%s: cannot allocate %.1f MiB of host staging memory for %s", be->ops->name,
+                         (double)bytes / 1048576.0, what);
+    return SC_OK;
+}
+
+void sc_backend_host_free(sc_backend *be, void *ptr) {
+    if (!ptr) return;
+    if (be->ops->host_free)
+        be->ops->host_free(be, ptr);
+    else
+        free(ptr);
+}
+
+sc_status sc_backend_event_create(sc_backend *be, sc_backend_event **out) {
+    *out = NULL;
+    if (!be->ops->event_create) return SC_OK;
+    if (!(*out = be->ops->event_create(be)))
+        return sc_errorf(SC_ERR_DEVICE, "%s: cannot create an event", be->ops->name);
+    return SC_OK;
+}
+
+void sc_backend_event_destroy(sc_backend *be, sc_backend_event *ev) {
+    if (ev) be->ops->event_destroy(be, ev);
+}
+
+void sc_backend_event_record(sc_backend *be, sc_backend_event *ev) {
+    if (ev) be->ops->event_record(be, ev);
+}
+
+void sc_backend_event_sync(sc_backend *be, sc_backend_event *ev) {
+    if (ev) be->ops->event_sync(be, ev);
+}
+
+void sc_backend_upload_async(sc_backend *be, void *dst, const void *host_src, size_t bytes,
+                             sc_backend_event *after, sc_backend_event *done) {
+    if (be->ops->upload_async) {
+        be->ops->upload_async(be, dst, host_src, bytes, after, done);
+        return;
+    }
+    if (after) be->ops->synchronize(be);
+    be->ops->upload(be, dst, host_src, bytes);
+}
+
+int sc_backend_can_augment(const sc_backend *be) {
+    return be->ops->augment_crops != NULL && be->ops->augment_workspace != NULL;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* shape checks                                                                         */
 
 static void expect_shape(const char *op, const char *arg, const sc_tensor *t, sc_dtype dt, int ndim,
@@ -582,4 +640,20 @@ void sc_step_graph_free(sc_backend *be, sc_step_graph *g) {
     if (!g) return;
     be->ops->graph_free(be, g->graph);
     free(g);
+}
+
+size_t sc_op_augment_workspace(sc_backend *be, const sc_augment_params *p, int samples, int wc) {
+    SC_CHECK(sc_backend_can_augment(be), "%s: no device augmentation", be->ops->name);
+    return be->ops->augment_workspace(be, p, samples, wc);
+}
+
+void sc_op_augment_crops(sc_backend *be, const sc_augment_params *p, uint64_t seed, uint32_t epoch,
+                         const uint8_t *crops, const uint32_t *keys, int samples, int wc,
+                         sc_tensor *views, void *workspace) {
+    SC_CHECK(sc_backend_can_augment(be), "%s: no device augmentation", be->ops->name);
+    SC_CHECK(samples > 0 && (wc == 1 || wc == 3) && crops && keys, "augment_crops: %d samples, %d channels",
+             samples, wc);
+    EXPECT("augment_crops", "views", views, SC_F32, 2 * (int64_t)samples, p->out_size, p->out_size,
+           p->out_channels);
+    be->ops->augment_crops(be, p, seed, epoch, crops, keys, samples, wc, (float *)views->data, workspace);
 }

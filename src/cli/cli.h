@@ -22,11 +22,13 @@ int sc_cmd_bench(int argc, char **argv);
 int sc_cmd_export(int argc, char **argv);
 int sc_cmd_embed(int argc, char **argv);
 int sc_cmd_finetune(int argc, char **argv);
+int sc_cmd_preview(int argc, char **argv);
 
 /* Benchmarks, one per file (src/cli/bench_<name>.c), dispatched by cmd_bench.c. */
 int sc_bench_step(int argc, char **argv);
 int sc_bench_ntxent(int argc, char **argv);
 int sc_bench_lars(int argc, char **argv);
+int sc_bench_loader(int argc, char **argv);
 
 /* bench_util.c: shared by the kernel benchmarks */
 typedef struct sc_bench_stats {

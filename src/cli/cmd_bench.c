@@ -17,6 +17,7 @@ static const struct {
     {"step", sc_bench_step, "one SimCLR training step on synthetic data (views/s, TFLOP/s)"},
     {"ntxent", sc_bench_ntxent, "the contrastive loss, forward + backward (ms, extra memory, TFLOP/s)"},
     {"lars", sc_bench_lars, "the optimizer step on the ResNet-50 parameters (ms, GB/s vs a device copy)"},
+    {"loader", sc_bench_loader, "the data loader: views/s and images/s per core for 1, 2, 4, ... workers"},
 };
 
 int sc_cmd_bench(int argc, char **argv) {

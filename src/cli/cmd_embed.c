@@ -65,7 +65,8 @@ int sc_cmd_embed(int argc, char **argv) {
     sc_backend_options bo = sc_train_backend_options(&cfg);
     st = sc_backend_create(cfg.run.device, &bo, &be);
     if (st == SC_OK) st = sc_dataset_open(&cfg, split, &ds);
-    sc_augment_params aug = sc_augment_params_from_config(&cfg, ds.channels, ds.height);
+    sc_augment_params aug;
+    if (st == SC_OK) st = sc_augment_params_from_config(&cfg, &ds, &aug);
     if (st == SC_OK) {
         sc_model_config mc = sc_model_config_from(&cfg, aug.out_channels);
         st = sc_model_create(&mc, be, SC_F32, &model);

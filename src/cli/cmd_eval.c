@@ -65,8 +65,9 @@ int sc_cmd_eval(int argc, char **argv) {
     st = sc_backend_create(cfg.run.device, &bo, &be);
     /* the input channel count comes from the data, as in training */
     if (st == SC_OK) st = sc_dataset_open(&cfg, SC_SPLIT_TEST, &probe_data);
+    sc_augment_params aug;
+    if (st == SC_OK) st = sc_augment_params_from_config(&cfg, &probe_data, &aug);
     if (st == SC_OK) {
-        sc_augment_params aug = sc_augment_params_from_config(&cfg, probe_data.channels, probe_data.height);
         sc_model_config mc = sc_model_config_from(&cfg, aug.out_channels);
         st = sc_model_create(&mc, be, SC_F32, &model);
     }

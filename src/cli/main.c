@@ -23,6 +23,8 @@ static const char usage[] =
     "  finetune       fine-tune encoder + linear classifier on a fraction of the labels\n"
     "  export         the encoder as a safetensors file in torchvision's (or timm's) names, OIHW fp32\n"
     "  embed          encoder features of a dataset split, to a safetensors file\n"
+    "  preview        a PNG grid of the two augmented views of a few samples (what the model sees)\n"
+    "  bench          benchmarks: simclr bench step | ntxent | lars | loader\n"
     "  info           devices, library versions and build options\n"
     "  help           this text; `simclr <command> --help` for a command's options\n"
     "\n"
@@ -90,6 +92,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "export") == 0) return sc_cmd_export(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0) return sc_cmd_embed(argc - 1, argv + 1);
     if (strcmp(cmd, "finetune") == 0) return sc_cmd_finetune(argc - 1, argv + 1);
+    if (strcmp(cmd, "preview") == 0) return sc_cmd_preview(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return SC_EXIT_OK;

@@ -889,6 +889,26 @@ sc_status sc_config_validate(const sc_config *cfg) {
                          "or neither",
                          cfg->data.mean_count, cfg->data.std_count);
     if (cfg->run.name[0] == '\0') return sc_errorf(SC_ERR_CONFIG, "run.name: must not be empty");
+    const int encoded = cfg->data.dataset == SC_DATASET_IMAGEFOLDER || cfg->data.dataset == SC_DATASET_SHARDS;
+    if (encoded) {
+        const char *kind = sc_config_enum_name("data.dataset", cfg->data.dataset);
+        if (!cfg->data.path[0])
+            return sc_errorf(SC_ERR_CONFIG, "data.path is required for data.dataset: %s", kind);
+        if (cfg->data.image_size == 0)
+            return sc_errorf(SC_ERR_CONFIG,
+                             "data.image_size is required for data.dataset: %s: its images differ in size, so "
+                             "the side of the augmented views must be given (e.g. 224)",
+                             kind);
+        if (cfg->eval.linear_probe && !cfg->data.test_path[0])
+            return sc_errorf(SC_ERR_CONFIG,
+                             "eval.linear_probe needs a labelled test split: set data.test_path for "
+                             "data.dataset: %s, or eval.linear_probe: false",
+                             kind);
+        if (cfg->eval.linear_probe && cfg->data.dataset == SC_DATASET_IMAGEFOLDER && !cfg->data.labeled)
+            return sc_errorf(SC_ERR_CONFIG,
+                             "eval.linear_probe needs labels, but data.labeled is false; set "
+                             "eval.linear_probe: false");
+    }
     return SC_OK;
 }
 

@@ -35,7 +35,8 @@
 static const char *const progress_choices[] = {"auto", "always", "never", NULL};
 static const char *const arch_choices[] = {"resnet18", "resnet34", "resnet50", NULL};
 static const char *const stem_choices[] = {"cifar", "imagenet", NULL};
-static const char *const dataset_choices[] = {"fashion_mnist", "cifar10", "cifar100", NULL};
+static const char *const dataset_choices[] = {"fashion_mnist", "cifar10", "cifar100", "imagefolder", "shards", NULL};
+static const char *const augment_on_choices[] = {"cpu", "gpu", NULL};
 static const char *const loss_choices[] = {"ntxent", "nt_logistic", "margin", NULL};
 static const char *const opt_choices[] = {"lars", "sgd", "adamw", NULL};
 static const char *const lr_scaling_choices[] = {"linear", "sqrt", "none", NULL};
@@ -44,7 +45,8 @@ static const char *const lr_scaling_choices[] = {"linear", "sqrt", "none", NULL}
 _Static_assert(SC_PROGRESS_NEVER == 2, "progress_choices");
 _Static_assert(SC_ARCH_RESNET50 == 2, "arch_choices");
 _Static_assert(SC_STEM_IMAGENET == 1, "stem_choices");
-_Static_assert(SC_DATASET_CIFAR100 == 2, "dataset_choices");
+_Static_assert(SC_DATASET_SHARDS == 4, "dataset_choices");
+_Static_assert(SC_AUGMENT_ON_GPU == 1, "augment_on_choices");
 _Static_assert(SC_LOSS_MARGIN == 2, "loss_choices");
 _Static_assert(SC_OPT_ADAMW == 2, "opt_choices");
 _Static_assert(SC_LR_NONE == 2, "lr_scaling_choices");
@@ -102,14 +104,35 @@ static const sc_config_entry schema[] = {
            "tensors initialise the encoder of a new run; empty starts from random weights."),
 
     /* data */
-    ENUM(data.dataset, dataset_choices, "fashion_mnist", "Dataset to pretrain on."),
+    ENUM(data.dataset, dataset_choices, "fashion_mnist",
+         "Dataset to pretrain on: fashion_mnist, cifar10, cifar100 (held in memory), imagefolder (a "
+         "directory of JPEG/PNG files, one subdirectory per class) or shards (WebDataset tar files)."),
     STRING(data.path, "\"\"",
-           "Dataset directory or file; empty uses the dataset's standard location."),
+           "Dataset directory or file; empty uses the dataset's standard location. shards: a directory "
+           "of .tar files, one .tar file or a pattern such as /data/train-*.tar."),
+    STRING(data.test_path, "\"\"",
+           "imagefolder and shards: the held-out split scored by the linear probe, in the same form as "
+           "data.path; empty means none (then set eval.linear_probe: false)."),
+    BOOL(data.labeled, "true",
+         "imagefolder: the subdirectories of data.path are the classes; false takes every image under "
+         "data.path, recursively, as unlabeled."),
+    STRING(data.cache, "\"auto\"",
+           "Where the file list of imagefolder/shards is cached: auto ($XDG_CACHE_HOME/simclr, "
+           "~/.cache/simclr; never inside the dataset), off, or a directory."),
+    ENUM(data.augment_on, augment_on_choices, "cpu",
+         "Where flip, colour jitter, grayscale, blur and normalisation run: cpu (loader threads) or gpu "
+         "(the loader ships uint8 crops and the device finishes the views)."),
+    FLOAT(data.max_bad_fraction, 0, 1, "0.01",
+          "Fraction of the images that may fail to decode (each is skipped with a warning and replaced "
+          "by the next valid image) before the run stops with an error."),
+    INT(data.max_image_pixels, 1, 1e12, "89478485",
+        "Images with more pixels (width x height, read from the header) are skipped as bad; the "
+        "default is Pillow's decompression-bomb limit."),
     INT(data.workers, 1, 256, "4", "Threads that decode and augment images."),
     INT(data.prefetch, 1, 64, "4", "Batches prepared ahead of the training step."),
     INT(data.image_size, 0, 4096, "0",
         "Side in pixels of each augmented view; 0 keeps the stored size (28 for Fashion-MNIST, "
-        "32 for CIFAR)."),
+        "32 for CIFAR); required for imagefolder and shards, whose images differ in size."),
     INT(data.channels, 0, 3, "0",
         "Channels fed to the encoder: 0 as stored, 1 (gray) or 3 (gray replicated to RGB)."),
     FLOAT_LIST(data.mean, -1e6, 1e6, "[]",

@@ -9,7 +9,11 @@
  * TF code differs.
  *
  * The view's random numbers are drawn up front in the fixed layout of augment_ops.h, so the
- * output depends only on the Philox key, never on which thread ran it.
+ * output depends only on the Philox key, never on which thread ran it. A view is four stages:
+ * draws -> crop box -> resize -> finish (everything after the resize). Encoded images run the
+ * same stages with a region decoded for the box (sc_augment_view_encoded below); the device
+ * path ships the resized crop as uint8 and runs the finish stage on the backend
+ * (augment_crops), whose CPU reference is sc_aug_finish_crop below.
  *
  * Channels: the work happens in 3 channels when either the source or the view has 3 (a gray
  * source is replicated first), else in 1 channel, where saturation, hue and grayscale are
@@ -21,6 +25,7 @@
 #include <string.h>
 
 #include "data/augment_ops.h"
+#include "data/decode.h"
 #include "simclr/data.h"
 #include "simclr/status.h"
 
@@ -28,11 +33,20 @@ static inline float clip01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f 
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
-sc_augment_params sc_augment_params_from_config(const sc_config *cfg, int in_channels, int in_size) {
+sc_status sc_augment_params_from_config(const sc_config *cfg, const sc_dataset *ds, sc_augment_params *out) {
     sc_augment_params p;
     memset(&p, 0, sizeof p);
-    p.out_size = cfg->data.image_size > 0 ? cfg->data.image_size : in_size;
-    p.out_channels = cfg->data.channels > 0 ? cfg->data.channels : in_channels;
+    if (cfg->data.image_size > 0) {
+        p.out_size = cfg->data.image_size;
+    } else if (sc_dataset_resident(ds)) {
+        p.out_size = ds->height;
+    } else {
+        return sc_errorf(SC_ERR_CONFIG,
+                         "data.image_size is required for %s: its images differ in size, so the side of "
+                         "the augmented views must be given (e.g. 224)",
+                         ds->name);
+    }
+    p.out_channels = cfg->data.channels > 0 ? cfg->data.channels : ds->channels;
     p.crop_scale_min = cfg->augment.crop_scale_min;
     p.crop_scale_max = cfg->augment.crop_scale_max;
     p.crop_ratio_min = cfg->augment.crop_ratio_min;
@@ -56,7 +70,8 @@ sc_augment_params sc_augment_params_from_config(const sc_config *cfg, int in_cha
         p.mean[c] = nm > 0 ? (float)cfg->data.mean[c < nm ? c : nm - 1] : 0.0f;
         p.std[c] = ns > 0 ? (float)cfg->data.std[c < ns ? c : ns - 1] : 1.0f;
     }
-    return p;
+    *out = p;
+    return SC_OK;
 }
 
 sc_status sc_augment_params_check(const sc_augment_params *p, int in_channels) {
@@ -140,40 +155,75 @@ sc_crop_box sc_aug_crop_box(const float *u, int height, int width, double scale_
     return b;
 }
 
-void sc_aug_resize(const sc_image *src, sc_crop_box box, int out_size, int out_channels,
-                   float *dst, float *tables) {
-    const int S = out_size, sc = src->channels, oc = out_channels;
-    const float inv255 = 1.0f / 255.0f;
-    /* tables: x0 [S], x1 [S] (source columns inside the box, exact small integers kept as
-     * floats), wx [S] (weight of x1). */
-    float *tx0 = tables, *tx1 = tables + S, *twx = tables + 2 * S;
-    const double scale_x = (double)box.w / S, scale_y = (double)box.h / S;
-    for (int ox = 0; ox < S; ox++) {
-        double sx = (ox + 0.5) * scale_x - 0.5;
-        if (sx < 0) sx = 0;
-        int x0 = (int)sx;
-        int x1 = x0 + (x0 < box.w - 1);
-        tx0[ox] = (float)((box.x + x0) * sc);
-        tx1[ox] = (float)((box.x + x1) * sc);
-        twx[ox] = (float)(sx - x0);
+/* The two source indices (relative to the region) and the weight of the second for output
+ * index o along one axis of a box of `len` pixels starting at `start`, resampled to `out`
+ * pixels. At scale 8/8 this is exactly torch's align_corners=False sampling inside the box;
+ * otherwise the same full-resolution position is mapped into the scaled image. */
+static inline void axis_point(int o, int out, int start, int len, int scale_m, int scaled_len,
+                              int region_start, int *i0, int *i1, float *w) {
+    double s = (o + 0.5) * ((double)len / out) - 0.5;
+    if (s < 0) s = 0;
+    if (scale_m == 8) {
+        int a = (int)s;
+        *i0 = start + a - region_start;
+        *i1 = start + a + (a < len - 1) - region_start;
+        *w = (float)(s - a);
+        return;
     }
-    const size_t stride = (size_t)src->width * sc;
+    if (s > len - 1) s = len - 1;
+    double v = (start + s + 0.5) * (scale_m / 8.0) - 0.5;
+    if (v < 0) v = 0;
+    if (v > scaled_len - 1) v = scaled_len - 1;
+    int a = (int)v;
+    *i0 = a - region_start;
+    *i1 = a + (a < scaled_len - 1) - region_start;
+    *w = (float)(v - a);
+}
+
+/* Bilinear resampling of `box` of `src` into dst (floats / 255) or dst8 (rounded bytes). */
+static inline void resize_impl(const sc_region *src, sc_crop_box box, int out_size, int out_channels,
+                               float *dst, uint8_t *dst8, float *tables) {
+    const int S = out_size, sc = src->img.channels, oc = out_channels, m = src->scale_m;
+    const float inv255 = 1.0f / 255.0f;
+    /* tables: x0 [S], x1 [S] (byte offsets of the two source columns, exact small integers
+     * kept as floats), wx [S] (weight of x1). */
+    float *tx0 = tables, *tx1 = tables + S, *twx = tables + 2 * S;
+    for (int ox = 0; ox < S; ox++) {
+        int x0, x1;
+        axis_point(ox, S, box.x, box.w, m, src->scaled_w, src->x0, &x0, &x1, &twx[ox]);
+        SC_CHECK(x0 >= 0 && x1 < src->img.width, "resize reads column %d..%d of a %d-wide region", x0, x1,
+                 src->img.width);
+        tx0[ox] = (float)(x0 * sc);
+        tx1[ox] = (float)(x1 * sc);
+    }
+    const size_t stride = (size_t)src->img.width * sc;
     for (int oy = 0; oy < S; oy++) {
-        double sy = (oy + 0.5) * scale_y - 0.5;
-        if (sy < 0) sy = 0;
-        int y0 = (int)sy;
-        int y1 = y0 + (y0 < box.h - 1);
-        const float wy = (float)(sy - y0);
-        const uint8_t *r0 = src->pixels + (size_t)(box.y + y0) * stride;
-        const uint8_t *r1 = src->pixels + (size_t)(box.y + y1) * stride;
-        float *d = dst + (size_t)oy * S * oc;
+        int y0, y1;
+        float wy;
+        axis_point(oy, S, box.y, box.h, m, src->scaled_h, src->y0, &y0, &y1, &wy);
+        SC_CHECK(y0 >= 0 && y1 < src->img.height, "resize reads row %d..%d of a %d-high region", y0, y1,
+                 src->img.height);
+        const uint8_t *r0 = src->img.pixels + (size_t)y0 * stride;
+        const uint8_t *r1 = src->img.pixels + (size_t)y1 * stride;
+        float *d = dst ? dst + (size_t)oy * S * oc : NULL;
+        uint8_t *d8 = dst8 ? dst8 + (size_t)oy * S * oc : NULL;
         if (sc == 1) {
             for (int ox = 0; ox < S; ox++) {
                 const int a = (int)tx0[ox], b = (int)tx1[ox];
                 const float wx = twx[ox];
                 float top = r0[a] + wx * (float)(r0[b] - r0[a]);
                 float bot = r1[a] + wx * (float)(r1[b] - r1[a]);
-                float v = (top + wy * (bot - top)) * inv255;
+                float t = top + wy * (bot - top);
+                if (d8) {
+                    uint8_t q = (uint8_t)(t + 0.5f);
+                    if (oc == 1) {
+                        d8[ox] = q;
+                    } else {
+                        d8[3 * ox] = d8[3 * ox + 1] = d8[3 * ox + 2] = q;
+                    }
+                    continue;
+                }
+                float v = t * inv255;
                 if (oc == 1) {
                     d[ox] = v;
                 } else {
@@ -188,8 +238,14 @@ void sc_aug_resize(const sc_image *src, sc_crop_box box, int out_size, int out_c
                 for (int c = 0; c < 3; c++) {
                     float top = r0[a + c] + wx * (float)(r0[b + c] - r0[a + c]);
                     float bot = r1[a + c] + wx * (float)(r1[b + c] - r1[a + c]);
-                    v[c] = (top + wy * (bot - top)) * inv255;
+                    v[c] = top + wy * (bot - top);
                 }
+                if (d8) {
+                    SC_CHECK(oc == 3, "uint8 crops keep the work channels");
+                    for (int c = 0; c < 3; c++) d8[3 * ox + c] = (uint8_t)(v[c] + 0.5f);
+                    continue;
+                }
+                for (int c = 0; c < 3; c++) v[c] *= inv255;
                 if (oc == 3) {
                     d[3 * ox] = v[0];
                     d[3 * ox + 1] = v[1];
@@ -200,6 +256,18 @@ void sc_aug_resize(const sc_image *src, sc_crop_box box, int out_size, int out_c
             }
         }
     }
+}
+
+void sc_aug_resize(const sc_image *src, sc_crop_box box, int out_size, int out_channels,
+                   float *dst, float *tables) {
+    sc_region whole = {*src, 0, 0, src->width, src->height, 8};
+    resize_impl(&whole, box, out_size, out_channels, dst, NULL, tables);
+}
+
+void sc_aug_resize_region(const sc_region *src, sc_crop_box box, int out_size, int out_channels,
+                          float *dst, uint8_t *dst8, float *tables) {
+    SC_CHECK((dst == NULL) != (dst8 == NULL), "exactly one output of sc_aug_resize_region");
+    resize_impl(src, box, out_size, out_channels, dst, dst8, tables);
 }
 
 /* ---- flip and colour ----------------------------------------------------------------------- */
@@ -365,13 +433,12 @@ void sc_aug_blur(float *img, int h, int w, int c, const float *kernel, int k, fl
 
 /* ---- the view ------------------------------------------------------------------------------ */
 
-/* Channels the pipeline works in: 3 when the source or the view has colour. */
-static int work_channels(const sc_augment_params *p, const sc_image *src) {
-    return src->channels == 3 || p->out_channels == 3 ? 3 : 1;
+int sc_aug_work_channels(const sc_augment_params *p, int src_channels) {
+    return src_channels == 3 || p->out_channels == 3 ? 3 : 1;
 }
 
 size_t sc_augment_scratch_floats(const sc_augment_params *p, const sc_image *src) {
-    const size_t S = (size_t)p->out_size, wc = (size_t)work_channels(p, src);
+    const size_t S = (size_t)p->out_size, wc = (size_t)sc_aug_work_channels(p, src->channels);
     const size_t k = (size_t)sc_aug_blur_kernel_size(p->out_size);
     /* work [S, S, wc] + blur tmp [S, S, wc] + blur line [S + k, wc] + kernel [k] +
      * resize tables [3 S] */
@@ -400,22 +467,16 @@ static void finish(const sc_augment_params *p, const float *work, size_t npix, i
     }
 }
 
-void sc_augment_view(const sc_augment_params *p, const sc_image *src, sc_rng *rng, float *out,
-                     float *scratch, sc_augment_record *rec) {
-    float u[SC_AUG_DRAWS];
+void sc_aug_draws(sc_rng *rng, float u[SC_AUG_DRAWS]) {
     for (int i = 0; i < SC_AUG_DRAWS; i++) u[i] = sc_rng_uniform(rng);
+}
 
-    const int S = p->out_size, wc = work_channels(p, src);
+void sc_aug_finish(const sc_augment_params *p, const float *u, float *work, int wc, float *out,
+                   float *tmp, sc_augment_record *rec) {
+    const int S = p->out_size;
     const size_t npix = (size_t)S * S;
     const int kblur = sc_aug_blur_kernel_size(S);
-    float *work = scratch;                      /* [S, S, wc] */
-    float *tmp = work + npix * wc;              /* [S, S, wc] + [S + k, wc] for the blur */
-    float *kernel = tmp + npix * wc + (size_t)(S + kblur) * wc; /* [k] */
-    float *tables = kernel + kblur;             /* [3 S] */
-
-    sc_crop_box box = sc_aug_crop_box(u, src->height, src->width, p->crop_scale_min,
-                                      p->crop_scale_max, p->crop_ratio_min, p->crop_ratio_max);
-    sc_aug_resize(src, box, S, wc, work, tables);
+    float *kernel = tmp + npix * wc + (size_t)(S + kblur) * wc; /* [k] after the blur buffers */
 
     const int flipped = u[SC_AUG_U_FLIP] < p->flip_p;
     if (flipped) sc_aug_flip(work, S, S, wc);
@@ -457,10 +518,6 @@ void sc_augment_view(const sc_augment_params *p, const sc_image *src, sc_rng *rn
     finish(p, work, npix, wc, out);
 
     if (rec) {
-        rec->crop_x = box.x;
-        rec->crop_y = box.y;
-        rec->crop_w = box.w;
-        rec->crop_h = box.h;
         rec->flipped = flipped;
         rec->jittered = jittered;
         memcpy(rec->jitter_order, order, sizeof order);
@@ -474,12 +531,103 @@ void sc_augment_view(const sc_augment_params *p, const sc_image *src, sc_rng *rn
     }
 }
 
+void sc_aug_finish_crop(const sc_augment_params *p, const uint8_t *crop, int wc, sc_rng *rng,
+                        float *out, float *scratch) {
+    float u[SC_AUG_DRAWS];
+    sc_aug_draws(rng, u);
+    const size_t n = (size_t)p->out_size * p->out_size * wc;
+    const float inv255 = 1.0f / 255.0f;
+    for (size_t i = 0; i < n; i++) scratch[i] = (float)crop[i] * inv255;
+    sc_aug_finish(p, u, scratch, wc, out, scratch + n, NULL);
+}
+
+void sc_augment_view(const sc_augment_params *p, const sc_image *src, sc_rng *rng, float *out,
+                     float *scratch, sc_augment_record *rec) {
+    float u[SC_AUG_DRAWS];
+    sc_aug_draws(rng, u);
+
+    const int S = p->out_size, wc = sc_aug_work_channels(p, src->channels);
+    const size_t npix = (size_t)S * S;
+    const int kblur = sc_aug_blur_kernel_size(S);
+    float *work = scratch;                      /* [S, S, wc] */
+    float *tmp = work + npix * wc;              /* [S, S, wc] + [S + k, wc] + [k] for the blur */
+    float *tables = tmp + npix * wc + (size_t)(S + kblur) * wc + kblur; /* [3 S] */
+
+    sc_crop_box box = sc_aug_crop_box(u, src->height, src->width, p->crop_scale_min,
+                                      p->crop_scale_max, p->crop_ratio_min, p->crop_ratio_max);
+    sc_aug_resize(src, box, S, wc, work, tables);
+    sc_aug_finish(p, u, work, wc, out, tmp, rec);
+    if (rec) {
+        rec->crop_x = box.x;
+        rec->crop_y = box.y;
+        rec->crop_w = box.w;
+        rec->crop_h = box.h;
+    }
+}
+
 void sc_augment_eval(const sc_augment_params *p, const sc_image *src, float *out, float *scratch) {
-    const int wc = work_channels(p, src);
+    const int wc = sc_aug_work_channels(p, src->channels);
     const size_t npix = (size_t)p->out_size * p->out_size;
     float *work = scratch;            /* [S, S, wc] */
     float *tables = work + npix * wc; /* [3 S] */
     sc_crop_box whole = {0, 0, src->width, src->height, 0};
     sc_aug_resize(src, whole, p->out_size, wc, work, tables);
     finish(p, work, npix, wc, out);
+}
+
+/* ---- encoded images and device crops ------------------------------------------------------ */
+
+sc_bad_reason sc_augment_view_encoded(const sc_augment_params *p, sc_decoder *dec, int width,
+                                      int height, sc_rng *rng, float *out, uint8_t *crop,
+                                      float *scratch, sc_augment_record *rec) {
+    float u[SC_AUG_DRAWS];
+    sc_aug_draws(rng, u);
+    const int S = p->out_size, wc = sc_aug_work_channels(p, 3);
+    const size_t npix = (size_t)S * S;
+    const int kblur = sc_aug_blur_kernel_size(S);
+    float *work = scratch, *tmp = work + npix * wc;
+    float *tables = tmp + npix * wc + (size_t)(S + kblur) * wc + kblur;
+    sc_crop_box box = sc_aug_crop_box(u, height, width, p->crop_scale_min, p->crop_scale_max,
+                                      p->crop_ratio_min, p->crop_ratio_max);
+    sc_region r;
+    sc_bad_reason why = sc_decoder_region(dec, box, S, &r);
+    if (why != SC_BAD_NONE) return why;
+    if (crop) {
+        sc_aug_resize_region(&r, box, S, wc, NULL, crop, tables);
+    } else {
+        sc_aug_resize_region(&r, box, S, wc, work, NULL, tables);
+        sc_aug_finish(p, u, work, wc, out, tmp, rec);
+    }
+    if (rec) {
+        rec->crop_x = box.x;
+        rec->crop_y = box.y;
+        rec->crop_w = box.w;
+        rec->crop_h = box.h;
+    }
+    return SC_BAD_NONE;
+}
+
+sc_bad_reason sc_augment_eval_encoded(const sc_augment_params *p, sc_decoder *dec, int width,
+                                      int height, float *out, float *scratch) {
+    const int wc = sc_aug_work_channels(p, 3);
+    const size_t npix = (size_t)p->out_size * p->out_size;
+    float *work = scratch, *tables = work + npix * wc;
+    sc_region r;
+    sc_bad_reason why = sc_decoder_whole(dec, p->out_size, &r);
+    if (why != SC_BAD_NONE) return why;
+    sc_crop_box whole = {0, 0, width, height, 0};
+    sc_aug_resize_region(&r, whole, p->out_size, wc, work, NULL, tables);
+    finish(p, work, npix, wc, out);
+    return SC_BAD_NONE;
+}
+
+void sc_augment_crop(const sc_augment_params *p, const sc_image *src, sc_rng *rng, uint8_t *crop,
+                     float *scratch) {
+    float u[SC_AUG_DRAWS];
+    sc_aug_draws(rng, u);
+    sc_crop_box box = sc_aug_crop_box(u, src->height, src->width, p->crop_scale_min,
+                                      p->crop_scale_max, p->crop_ratio_min, p->crop_ratio_max);
+    sc_region whole = {*src, 0, 0, src->width, src->height, 8};
+    sc_aug_resize_region(&whole, box, p->out_size, sc_aug_work_channels(p, src->channels), NULL, crop,
+                         scratch);
 }

@@ -16,7 +16,10 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include "simclr/data.h"
+#include "simclr/rng.h"
 #include "simclr/status.h"
 
 enum {
@@ -53,11 +56,28 @@ typedef struct sc_crop_box {
 sc_crop_box sc_aug_crop_box(const float *u, int height, int width, double scale_min,
                             double scale_max, double ratio_min, double ratio_max);
 
+/* Pixels decoded for one crop box of an encoded image (src/data/decode.h). Source coordinate u
+ * (full resolution) maps to u' = (u + 0.5) * scale_m / 8 - 0.5 in the scaled image; img holds
+ * the scaled image's columns [x0, x0 + img.width) and rows [y0, y0 + img.height). A resident
+ * image is the region {img, 0, 0, width, height, 8}. */
+typedef struct sc_region {
+    sc_image img;
+    int x0, y0;
+    int scaled_w, scaled_h;
+    int scale_m;
+} sc_region;
+
 /* Bilinear resize (align_corners=False, as torch's upsample_bilinear2d) of `box` of `src` to
  * dst [out_size, out_size, out_channels], scaled to [0, 1]. Channels convert on the way:
  * 1 -> 3 replicates, 3 -> 1 takes the luma. `tables` holds 3 * out_size floats. */
 void sc_aug_resize(const sc_image *src, sc_crop_box box, int out_size, int out_channels,
                    float *dst, float *tables);
+/* The same resize of `box` (full-resolution coordinates) from a decoded region: sample
+ * positions are those of sc_aug_resize mapped into the scaled image. At scale 8/8 it equals
+ * sc_aug_resize on the full image. Exactly one of dst (floats in [0, 1]) and dst8 (the
+ * interpolated 0..255 value rounded to uint8) is non-NULL. */
+void sc_aug_resize_region(const sc_region *src, sc_crop_box box, int out_size, int out_channels,
+                          float *dst, uint8_t *dst8, float *tables);
 
 /* Mirror every row of img [h, w, c]. */
 void sc_aug_flip(float *img, int h, int w, int c);
@@ -84,5 +104,41 @@ void sc_aug_blur_kernel(float sigma, int k, float *w);
 /* Separable blur of img [h, w, c] with w[k] and reflect padding (torch "reflect": the edge
  * pixel is not repeated). tmp holds h*w*c + (w + k)*c floats. */
 void sc_aug_blur(float *img, int h, int w, int c, const float *kernel, int k, float *tmp);
+
+/* ---- the stages of a view (sc_augment_view = draws, box, resize, finish) ---- */
+
+/* The view's SC_AUG_DRAWS uniforms, in the layout above. */
+void sc_aug_draws(sc_rng *rng, float u[SC_AUG_DRAWS]);
+/* Channels the pipeline works in for a source with `src_channels`: 3 when the source or the
+ * view has colour, else 1. Device crops (SC_LOADER_CROPS) have this many channels. */
+int sc_aug_work_channels(const sc_augment_params *p, int src_channels);
+/* Everything after the resize, driven by the draws u: flip -> jitter (p) -> grayscale (p) ->
+ * blur (p) -> clip -> channel conversion -> normalise. work [S, S, wc] is modified; out is
+ * [S, S, out_channels]; tmp holds S*S*wc + (S + k)*wc + k floats (k the blur kernel size).
+ * The record's crop fields are left alone. This is the function kernels/augment.cu mirrors. */
+void sc_aug_finish(const sc_augment_params *p, const float *u, float *work, int wc, float *out,
+                   float *tmp, sc_augment_record *rec);
+/* sc_aug_finish on a uint8 crop [S, S, wc] (values / 255): the CPU reference of the device
+ * augmentation, keyed like sc_augment_view. scratch holds sc_augment_scratch_floats floats. */
+void sc_aug_finish_crop(const sc_augment_params *p, const uint8_t *crop, int wc, sc_rng *rng,
+                        float *out, float *scratch);
+
+/* ---- other sources: encoded images and device crops ---- */
+
+typedef struct sc_decoder sc_decoder; /* src/data/decode.h */
+
+/* One view of the encoded image whose header `dec` has just read (width x height): the crop
+ * box is drawn from the header's size exactly as sc_augment_view draws it, only the pixels the
+ * box needs are decoded, then resize and finish. With crop != NULL the view stops after the
+ * resize and writes the uint8 crop [S, S, wc] instead (SC_LOADER_CROPS; out unused). */
+sc_bad_reason sc_augment_view_encoded(const sc_augment_params *p, sc_decoder *dec, int width,
+                                      int height, sc_rng *rng, float *out, uint8_t *crop,
+                                      float *scratch, sc_augment_record *rec);
+/* The eval transform of the encoded image whose header `dec` has just read. */
+sc_bad_reason sc_augment_eval_encoded(const sc_augment_params *p, sc_decoder *dec, int width,
+                                      int height, float *out, float *scratch);
+/* The uint8 crop [S, S, wc] of a resident image for the device path: draws, box, resize. */
+void sc_augment_crop(const sc_augment_params *p, const sc_image *src, sc_rng *rng, uint8_t *crop,
+                     float *scratch);
 
 #endif /* SIMCLR_DATA_AUGMENT_OPS_H */

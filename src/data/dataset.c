@@ -1,16 +1,18 @@
 /*
- * dataset.c - opening the dataset a config names, and the in-memory dataset accessors.
+ * dataset.c - opening the dataset a config names, and the dataset accessors.
  *
  * sc_dataset_open maps data.dataset + data.path to a loader: Fashion-MNIST reads IDX files
  * (data.path "" = Debian's dataset-fashion-mnist location), CIFAR-10/100 read the binary
- * batches (a path is required: no copy ships with the system). The loaders themselves live in
- * idx.c and cifar.c.
+ * batches (a path is required: no copy ships with the system), imagefolder and shards build
+ * (or load from the cache) a file index and keep the images encoded. The readers themselves
+ * live in idx.c, cifar.c and file_index.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/file_index.h"
 #include "simclr/data.h"
 #include "simclr/status.h"
 
@@ -45,6 +47,53 @@ static sc_status open_fashion_mnist(const char *dir, sc_split split, sc_dataset 
                                out);
 }
 
+const char *sc_bad_reason_name(sc_bad_reason r) {
+    static const char *const names[SC_BAD_REASONS] = {
+        "ok", "unreadable", "empty", "not an image", "truncated", "corrupt or unsupported", "too large"};
+    return r >= 0 && r < SC_BAD_REASONS ? names[r] : "unknown";
+}
+
+/* Take the index's labels and size into the dataset; "kind:last path component" names it. */
+static void adopt_index(sc_dataset *out, sc_file_index *ix, const char *kind, const char *path) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(out->name, sizeof out->name, "%s:%.*s", kind, (int)(len - start), path + start);
+    out->count = ix->count;
+    out->height = out->width = 0;
+    out->channels = 3;
+    out->num_classes = ix->labels ? ix->num_classes : 0;
+    out->labels = ix->labels;
+    ix->labels = NULL;
+    out->index = ix;
+    out->max_bad_fraction = SC_DEFAULT_MAX_BAD_FRACTION;
+    out->max_image_pixels = SC_DEFAULT_MAX_IMAGE_PIXELS;
+}
+
+sc_status sc_dataset_open_imagefolder(const char *root, int labeled, const char *cache, sc_dataset *out) {
+    memset(out, 0, sizeof *out);
+    sc_file_index *ix;
+    SC_TRY(sc_file_index_folder(root, labeled, cache, &ix));
+    adopt_index(out, ix, "imagefolder", root);
+    return SC_OK;
+}
+
+sc_status sc_dataset_open_shards(const char *path, const char *cache, sc_dataset *out) {
+    memset(out, 0, sizeof *out);
+    sc_file_index *ix;
+    SC_TRY(sc_file_index_shards(path, cache, &ix));
+    adopt_index(out, ix, "shards", path);
+    return SC_OK;
+}
+
+void sc_dataset_describe(const sc_dataset *ds, int64_t index, char *buf, size_t cap) {
+    if (ds->index)
+        sc_file_index_describe(ds->index, index, buf, cap);
+    else
+        snprintf(buf, cap, "%s[%lld]", ds->name, (long long)index);
+}
+
 sc_status sc_dataset_open(const sc_config *cfg, sc_split split, sc_dataset *out) {
     memset(out, 0, sizeof *out);
     const char *path = cfg->data.path;
@@ -65,11 +114,25 @@ sc_status sc_dataset_open(const sc_config *cfg, sc_split split, sc_dataset *out)
                 c100 ? "cifar-100-binary" : "cifar-10-batches-bin");
         return sc_dataset_load_cifar(path, c100, split, out);
     }
+    case SC_DATASET_IMAGEFOLDER:
+    case SC_DATASET_SHARDS: {
+        const char *where = split == SC_SPLIT_TRAIN ? path : cfg->data.test_path;
+        const char *key = split == SC_SPLIT_TRAIN ? "data.path" : "data.test_path";
+        if (!where[0]) return sc_errorf(SC_ERR_CONFIG, "%s is required to open this split of the dataset", key);
+        if (cfg->data.dataset == SC_DATASET_SHARDS)
+            SC_TRY(sc_dataset_open_shards(where, cfg->data.cache, out));
+        else
+            SC_TRY(sc_dataset_open_imagefolder(where, split == SC_SPLIT_TEST || cfg->data.labeled, cfg->data.cache, out));
+        out->max_bad_fraction = cfg->data.max_bad_fraction;
+        out->max_image_pixels = cfg->data.max_image_pixels;
+        return SC_OK;
+    }
     }
     return sc_errorf(SC_ERR_CONFIG, "data.dataset: unknown dataset kind %d", cfg->data.dataset);
 }
 
 sc_image sc_dataset_image(const sc_dataset *ds, int64_t index) {
+    SC_CHECK(ds->pixels != NULL, "sc_dataset_image on %s, whose images are encoded files", ds->name);
     SC_CHECK(index >= 0 && index < ds->count, "image %lld of %lld in %s", (long long)index,
              (long long)ds->count, ds->name);
     size_t bytes = (size_t)ds->height * (size_t)ds->width * (size_t)ds->channels;
@@ -86,5 +149,6 @@ void sc_dataset_truncate(sc_dataset *ds, int64_t count) {
 void sc_dataset_free(sc_dataset *ds) {
     free(ds->pixels);
     free(ds->labels);
+    sc_file_index_free(ds->index);
     memset(ds, 0, sizeof *ds);
 }

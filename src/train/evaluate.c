@@ -142,7 +142,8 @@ sc_status sc_evaluate_encoder(sc_model *m, const sc_config *cfg, unsigned what, 
     if (rc == SC_OK) rc = sc_dataset_open(cfg, SC_SPLIT_TEST, &test);
     if (rc == SC_OK && (!train.labels || !test.labels || train.num_classes < 2))
         rc = sc_errorf(SC_ERR_DATA, "evaluation needs a labelled dataset with 2+ classes (%s)", train.name);
-    sc_augment_params aug = sc_augment_params_from_config(cfg, train.channels, train.height);
+    sc_augment_params aug;
+    if (rc == SC_OK) rc = sc_augment_params_from_config(cfg, &train, &aug);
     sc_backend *be = sc_model_backend(m);
     sc_tensor pbuf = sc_model_param_buffer(m);
     void *trained = malloc(sc_tensor_nbytes(&pbuf));

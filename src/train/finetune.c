@@ -313,9 +313,9 @@ static sc_status setup(ft_run *run, sc_config *model_cfg) {
     if (run->batch < cfg->finetune.batch_size)
         SC_WARN("finetune.batch_size %d exceeds the %lld labelled images: using batches of %d", cfg->finetune.batch_size,
                 (long long)n, run->batch);
-    run->train_aug = sc_augment_params_from_config(cfg, run->train.channels, run->train.height);
+    SC_TRY(sc_augment_params_from_config(cfg, &run->train, &run->train_aug));
+    run->eval_aug = run->train_aug;
     run->train_aug.jitter_p = run->train_aug.gray_p = run->train_aug.blur_p = 0.0; /* crop + flip only */
-    run->eval_aug = sc_augment_params_from_config(cfg, run->train.channels, run->train.height);
     /* the classifier head: one linear layer with bias, no BN, one output per class */
     model_cfg->model.head.layers = 1;
     model_cfg->model.head.out_dim = run->train.num_classes;

@@ -77,7 +77,8 @@ sc_status sc_knn_monitor(sc_model *m, const sc_config *cfg, const sc_dataset *tr
     double t0 = sc_now();
     if (!train->labels || !test->labels || train->num_classes < 2)
         return sc_errorf(SC_ERR_DATA, "the kNN monitor needs a labelled dataset with 2+ classes (%s)", train->name);
-    sc_augment_params aug = sc_augment_params_from_config(cfg, train->channels, train->height);
+    sc_augment_params aug;
+    SC_TRY(sc_augment_params_from_config(cfg, train, &aug));
     float *ftr = NULL, *fte = NULL;
     int64_t ntr = 0, nte = 0;
     sc_status rc = sc_extract_features(m, train, &aug, cfg->eval.batch_size, cfg->data.workers,

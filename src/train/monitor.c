@@ -64,15 +64,16 @@ void sc_monitor_close(sc_monitor *mon) {
     mon->have_test = 0;
 }
 
-void sc_monitor_views(sc_monitor *mon, int64_t step, const sc_batch *b) {
+void sc_monitor_views(sc_monitor *mon, int64_t step, sc_backend *be, const sc_tensor *x) {
     const sc_config *cfg = mon->cfg;
     if (!mon->tb || !(step == 1 || (cfg->tensorboard.image_every > 0 && step % cfg->tensorboard.image_every == 0))) return;
-    int pairs = b->samples < cfg->tensorboard.image_pairs ? b->samples : cfg->tensorboard.image_pairs;
-    int s = b->height, c = b->channels, gap = 2;
-    size_t view = (size_t)s * (size_t)b->width * (size_t)c;
+    const int samples = (int)(x->shape[0] / 2), s = (int)x->shape[1], w = (int)x->shape[2], c = (int)x->shape[3];
+    int pairs = samples < cfg->tensorboard.image_pairs ? samples : cfg->tensorboard.image_pairs;
+    const int gap = 2;
+    size_t view = (size_t)s * (size_t)w * (size_t)c;
     float *tile = malloc(view * sizeof *tile);
     sc_image8 img;
-    if (!tile || sc_image8_alloc(&img, pairs * (b->width + gap) + gap, 2 * (s + gap) + gap, c == 1 ? 1 : 3, 255) != SC_OK) {
+    if (!tile || sc_image8_alloc(&img, pairs * (w + gap) + gap, 2 * (s + gap) + gap, c == 1 ? 1 : 3, 255) != SC_OK) {
         free(tile);
         SC_WARN("no view-pair image at step %" PRId64 ": out of memory", step);
         return;
@@ -80,12 +81,13 @@ void sc_monitor_views(sc_monitor *mon, int64_t step, const sc_batch *b) {
     for (int i = 0; i < pairs; i++)
         for (int v = 0; v < 2; v++) {
             /* rows 0..B-1 hold the first view of each sample, B..2B-1 the second */
-            const float *src = b->views + (size_t)(v * b->samples + i) * view;
+            sc_tensor row = sc_tensor_slice0(x, (int64_t)v * samples + i, 1);
+            sc_tensor_download(be, tile, &row);
             for (size_t j = 0; j < view; j++) {
                 int ch = (int)(j % (size_t)c);
-                tile[j] = mon->aug.normalize ? src[j] * mon->aug.std[ch] + mon->aug.mean[ch] : src[j];
+                if (mon->aug.normalize) tile[j] = tile[j] * mon->aug.std[ch] + mon->aug.mean[ch];
             }
-            sc_image8_paste_float(&img, gap + i * (b->width + gap), gap + v * (s + gap), tile, s, b->width, c);
+            sc_image8_paste_float(&img, gap + i * (w + gap), gap + v * (s + gap), tile, s, w, c);
         }
     if (sc_tb_image(mon->tb, "views/pairs", step, &img) != SC_OK) tb_failed(mon);
     sc_image8_free(&img);
@@ -185,7 +187,8 @@ static sc_status projector(sc_monitor *mon, sc_model *m) {
     const sc_config *cfg = mon->cfg;
     SC_TRY(open_test(mon));
     if (!mon->test.labels) return sc_errorf(SC_ERR_DATA, "%s has no labels for the projector", mon->test.name);
-    sc_augment_params aug = sc_augment_params_from_config(cfg, mon->test.channels, mon->test.height);
+    sc_augment_params aug;
+    SC_TRY(sc_augment_params_from_config(cfg, &mon->test, &aug));
     float *features = NULL;
     int64_t n = 0;
     SC_TRY(sc_extract_features(m, &mon->test, &aug, cfg->eval.batch_size, cfg->data.workers,

@@ -33,9 +33,9 @@ sc_status sc_monitor_open(sc_monitor *mon, const sc_config *cfg, const char *run
                           const sc_augment_params *aug, FILE *metrics);
 void sc_monitor_close(sc_monitor *mon);
 
-/* Before the batch of step `step` (1-based) is released: the grid of its view pairs, at the
- * first step and every tensorboard.image_every steps. */
-void sc_monitor_views(sc_monitor *mon, int64_t step, const sc_batch *b);
+/* The input x [2B, S, S, C] (on backend be) of step `step` (1-based): the grid of its view
+ * pairs, at the first step and every tensorboard.image_every steps (downloads those rows). */
+void sc_monitor_views(sc_monitor *mon, int64_t step, sc_backend *be, const sc_tensor *x);
 /* After step v->step: its scalars when `logged` (v holds the logged window), the weight and
  * gradient histograms every tensorboard.histogram_every steps. */
 void sc_monitor_step(sc_monitor *mon, sc_model *m, const sc_progress_values *v, int logged);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "monitor.h"
+#include "feeder.h"
 #include "progress.h"
 #include "simclr/backend.h"
 #include "simclr/checkpoint.h"
@@ -197,13 +198,14 @@ typedef struct trainer {
     sc_backend *be;
     sc_dataset data;
     sc_loader *loader;
+    sc_feeder *feeder; /* loader batches -> the backend, one step ahead */
     sc_model *model;
     sc_loss loss;
     sc_optimizer opt;
-    void *xdev; /* [2B, S, S, C] input views on the backend */
-    sc_step_graph *graph; /* the recorded device step (CUDA), once captured */
-    int eager_steps;      /* device steps run without the graph so far */
-    int graph_off;        /* no capture: not configured, not supported, or it failed */
+    sc_step_graph *graph[2];    /* recorded device steps (CUDA), one per feeder input buffer */
+    const void *graph_input[2]; /* the input buffer each of them reads */
+    int eager_steps;            /* device steps run without a graph so far */
+    int graph_off;              /* no capture: not configured, not supported, or it failed */
     FILE *log_file, *metrics;
     char run_dir[1024];
     int lock_fd;
@@ -220,8 +222,8 @@ static void trainer_release(trainer *t) {
     sc_monitor_close(&t->mon);
     if (t->have_opt) sc_optimizer_free(&t->opt);
     if (t->have_loss) sc_loss_free(&t->loss);
-    if (t->be) sc_step_graph_free(t->be, t->graph);
-    if (t->be) sc_backend_free(t->be, t->xdev);
+    for (int g = 0; g < 2 && t->be; g++) sc_step_graph_free(t->be, t->graph[g]);
+    sc_feeder_destroy(t->feeder);
     sc_model_destroy(t->model);
     sc_loader_destroy(t->loader);
     sc_dataset_free(&t->data);
@@ -330,12 +332,19 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
     t->graph_off = !(cfg->run.cuda_graph && sc_backend_can_capture(t->be));
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
-    sc_augment_params aug = sc_augment_params_from_config(cfg, t->data.channels, t->data.height);
+    sc_augment_params aug;
+    SC_TRY(sc_augment_params_from_config(cfg, &t->data, &aug));
     t->image_size = aug.out_size;
+    const int device_augment = cfg->data.augment_on == SC_AUGMENT_ON_GPU;
     sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
                             .workers = cfg->data.workers, .prefetch = cfg->data.prefetch, .seed = (uint64_t)cfg->run.seed,
-                            .rank = 0, .world_size = 1};
+                            .rank = 0, .world_size = 1, .output = device_augment ? SC_LOADER_CROPS : SC_LOADER_VIEWS,
+                            .allocator = sc_feeder_allocator(t->be)};
     SC_TRY(sc_loader_create(&lo, &t->loader));
+    SC_TRY(sc_feeder_create(t->be, t->loader, &aug, lo.seed, lo.batch_size, device_augment, &t->feeder));
+    if (device_augment && t->be->kind == SC_DEVICE_CPU)
+        SC_INFO("data.augment_on: gpu on the CPU backend: the loader ships uint8 crops and the CPU reference of the "
+                "device augmentation finishes them");
     int64_t per_epoch = sc_loader_batches_per_epoch(t->loader);
     if (per_epoch < 1)
         return sc_errorf(SC_ERR_CONFIG, "train.batch_size %d exceeds the %lld images of %s", cfg->train.batch_size,
@@ -379,9 +388,14 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
         SC_INFO("device %s (%s GPU %d): %s, TF32 %s, step graphs %s", cfg->run.device, t->be->ops->name,
                 t->be->device, t->be->deterministic ? "deterministic" : "fast (not bitwise repeatable)",
                 t->be->allow_tf32 ? "on" : "off", t->graph_off ? "off" : "on");
-    SC_INFO("data %s: %lld images %dx%dx%d -> views %dx%dx%d, %lld steps per epoch, %d workers", t->data.name,
-            (long long)t->data.count, t->data.height, t->data.width, t->data.channels, aug.out_size, aug.out_size,
-            aug.out_channels, (long long)per_epoch, cfg->data.workers);
+    char stored[64];
+    if (sc_dataset_resident(&t->data))
+        snprintf(stored, sizeof stored, "%dx%dx%d", t->data.height, t->data.width, t->data.channels);
+    else
+        snprintf(stored, sizeof stored, "JPEG/PNG files");
+    SC_INFO("data %s: %lld images %s -> views %dx%dx%d, %lld steps per epoch, %d workers, augmentation on the %s",
+            t->data.name, (long long)t->data.count, stored, aug.out_size, aug.out_size, aug.out_channels,
+            (long long)per_epoch, cfg->data.workers, device_augment ? "device" : "CPU");
     SC_TRY(sc_model_plan(t->model, views, aug.out_size, aug.out_size));
     const sc_param_table *pt = sc_model_params(t->model);
     SC_INFO("model %s (%s stem, width %g): %lld trainable parameters in %d tensors, features %d, z %d, %.1f MiB of activations",
@@ -398,8 +412,22 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
             sc_config_enum_name("optim.lr_scaling", cfg->optim.lr_scaling), cfg->optim.lr, cfg->train.batch_size,
             (long long)sched.warmup_steps, (long long)sched.total_steps, cfg->optim.weight_decay,
             sc_config_enum_name("loss.name", cfg->loss.name), ld.semi_hard ? " (semi-hard)" : "", cfg->loss.temperature);
-    return sc_backend_alloc(t->be, (size_t)views * aug.out_size * aug.out_size * aug.out_channels * sizeof(float),
-                            "the input views", &t->xdev);
+    return SC_OK;
+}
+
+/* One line per reason when some images were skipped. */
+static void log_bad_images(const trainer *t) {
+    int64_t counts[SC_BAD_REASONS], total = 0;
+    sc_loader_bad_counts(t->loader, counts);
+    for (int r = 1; r < SC_BAD_REASONS; r++) total += counts[r];
+    if (total == 0) return;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%lld images of %s were skipped and replaced:", (long long)total, t->data.name);
+    for (int r = 1; r < SC_BAD_REASONS && n > 0 && (size_t)n < sizeof line; r++)
+        if (counts[r]) n += snprintf(line + n, sizeof line - (size_t)n, " %s %lld,", sc_bad_reason_name((sc_bad_reason)r),
+                                     (long long)counts[r]);
+    if (n > 0 && (size_t)n < sizeof line && line[n - 1] == ',') line[n - 1] = '\0';
+    SC_WARN("%s", line);
 }
 
 /* The device part of a step, x [2B, S, S, C] -> z -> loss -> dz -> gradients -> update, with
@@ -414,15 +442,22 @@ static void device_step(trainer *t, const sc_tensor *x) {
     sc_optimizer_apply(&t->opt, sc_model_params(t->model), &params, &grads, &state);
 }
 
-/* Runs the device step: replays the graph when there is one; otherwise runs it, and after
- * one ordinary step (which sets up plans, scratch and autotuning) records it instead and
- * replays the recording. Only full batches are recorded (the graph's shapes are fixed). */
+/* Runs the device step: replays the recorded graph for this input buffer when there is one;
+ * otherwise runs it, and after one ordinary step (which sets up plans, scratch and autotuning)
+ * records it instead and replays the recording. The feeder alternates between two input
+ * buffers and a graph reads fixed addresses, so each buffer gets its own recording. Only full
+ * batches are recorded (a graph's shapes are fixed). */
 static void run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
-    if (t->graph && full_batch) {
-        sc_step_graph_launch(t->be, t->graph);
+    int slot = -1, free_slot = -1;
+    for (int g = 0; g < 2; g++) {
+        if (t->graph[g] && t->graph_input[g] == x->data) slot = g;
+        if (!t->graph[g] && free_slot < 0) free_slot = g;
+    }
+    if (slot >= 0 && full_batch) {
+        sc_step_graph_launch(t->be, t->graph[slot]);
         return;
     }
-    if (t->graph_off || !full_batch || t->eager_steps == 0) {
+    if (t->graph_off || !full_batch || t->eager_steps == 0 || free_slot < 0) {
         device_step(t, x);
         t->eager_steps++;
         return;
@@ -430,7 +465,7 @@ static void run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
     sc_status st = sc_backend_capture_begin(t->be);
     if (st == SC_OK) {
         device_step(t, x);
-        st = sc_backend_capture_end(t->be, &t->graph);
+        st = sc_backend_capture_end(t->be, &t->graph[free_slot]);
     }
     if (st != SC_OK) {
         SC_WARN("running steps without a step graph: %s", sc_last_error());
@@ -438,8 +473,9 @@ static void run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
         device_step(t, x);
         return;
     }
-    SC_INFO("recorded the training step as a CUDA graph; replaying it from now on");
-    sc_step_graph_launch(t->be, t->graph);
+    t->graph_input[free_slot] = x->data;
+    SC_INFO("recorded the training step on input buffer %d as a CUDA graph; replaying it from now on", free_slot);
+    sc_step_graph_launch(t->be, t->graph[free_slot]);
 }
 
 static sc_status run_loop(trainer *t, sc_train_result *res) {
@@ -459,27 +495,26 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     sc_progress prog;
     sc_progress_init(&prog, cfg->run.progress, first, total, cfg->run.log_every);
     double start = sc_now(), wait = 0.0;
-    int first_window = 1, started = 0;
+    int first_window = 1;
     sc_optim_report orep = {0};
-    sc_status rc = SC_OK;
+    sc_status rc = sc_feeder_start(t->feeder, ts.epoch, ts.batch_in_epoch);
     while (ts.step < total && rc == SC_OK && !stop_requested) {
-        if (!started || ts.batch_in_epoch == 0) rc = sc_loader_start_epoch(t->loader, ts.epoch, ts.batch_in_epoch);
-        started = 1;
-        sc_batch *b = NULL;
-        if (rc == SC_OK) rc = sc_loader_next(t->loader, &b, &wait);
+        sc_tensor x; /* [2B, S, S, C] on the backend */
+        int64_t b_epoch, b_index;
+        rc = sc_feeder_next(t->feeder, &x, &b_epoch, &b_index, &wait);
         if (rc != SC_OK) break;
-        SC_CHECK(b != NULL, "loader ended epoch %lld after %lld of %lld batches", (long long)ts.epoch,
-                 (long long)ts.batch_in_epoch, (long long)per_epoch);
+        SC_CHECK(b_epoch == ts.epoch && b_index == ts.batch_in_epoch, "feeder gave batch %lld of epoch %lld at batch %lld of %lld",
+                 (long long)b_index, (long long)b_epoch, (long long)ts.batch_in_epoch, (long long)ts.epoch);
         sc_abort_context_set(0, t->be->device, ts.step);
 
         /* x [2B, S, S, C] -> z [2B, D] -> loss -> dz -> gradients -> update */
-        sc_tensor x = sc_tensor_4d(t->xdev, SC_F32, (int64_t)b->samples * 2, b->height, b->width, b->channels);
-        const int full_batch = b->samples == cfg->train.batch_size;
-        sc_tensor_upload(t->be, &x, b->views);
-        sc_monitor_views(&t->mon, ts.step + 1, b);
-        sc_loader_release(t->loader, b);
+        const int full_batch = x.shape[0] == 2 * (int64_t)cfg->train.batch_size;
+        sc_monitor_views(&t->mon, ts.step + 1, t->be, &x);
         sc_optimizer_prepare(&t->opt, ts.step);
         run_device_step(t, &x, full_batch);
+        /* the next batch's upload overlaps this step on a device backend */
+        if (ts.step + 1 < total && !stop_requested) rc = sc_feeder_prefetch(t->feeder, &wait);
+        if (rc != SC_OK) break;
 
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
@@ -530,6 +565,7 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         }
     }
     sc_progress_finish(&prog);
+    log_bad_images(t);
     res->steps = ts.step;
     res->seconds = sc_now() - start;
     res->images_per_second = res->seconds > 0 ? (double)(ts.step - first) * cfg->train.batch_size / res->seconds : 0.0;

@@ -1,7 +1,8 @@
 /*
  * cpu_backend.c - the CPU reference backend: host memory and the op table.
  *
- * Memory is ordinary aligned host memory; upload/download are memcpy.
+ * Memory is ordinary aligned host memory; upload/download are memcpy. There are no events:
+ * every call has finished its work when it returns.
  *
  * Threads: the ops parallelise with OpenMP (`num_threads(be->threads)` on each loop) over
  * blocks whose boundaries are constants, never derived from the thread count, and call
@@ -76,6 +77,11 @@ static const sc_backend_ops cpu_ops = {
     .optim_step = sc_cpu_optim_step,
     .softmax_xent = sc_cpu_softmax_xent,
     .knn_scores = sc_cpu_knn_scores,
+    .host_alloc = sc_cpu_host_alloc,
+    .host_free = sc_cpu_host_free,
+    .upload_async = sc_cpu_upload_async,
+    .augment_workspace = sc_cpu_augment_workspace,
+    .augment_crops = sc_cpu_augment_crops,
 };
 
 sc_status sc_cpu_backend_create(const sc_backend_options *opt, sc_backend **out) {

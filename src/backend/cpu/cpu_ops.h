@@ -13,6 +13,16 @@
 /* The smaller of two sizes (block bounds in the ops). */
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* cpu_augment.c */
+void *sc_cpu_host_alloc(sc_backend *be, size_t bytes);
+void sc_cpu_host_free(sc_backend *be, void *ptr);
+void sc_cpu_upload_async(sc_backend *be, void *dst, const void *host_src, size_t bytes, sc_backend_event *after,
+                         sc_backend_event *done);
+size_t sc_cpu_augment_workspace(sc_backend *be, const sc_augment_params *p, int samples, int wc);
+void sc_cpu_augment_crops(sc_backend *be, const sc_augment_params *p, uint64_t seed, uint32_t epoch,
+                          const uint8_t *crops, const uint32_t *keys, int samples, int wc, float *views,
+                          void *workspace);
+
 /* cpu_conv.c */
 size_t sc_cpu_conv2d_workspace(sc_backend *be, const sc_conv_desc *d, sc_dtype dt);
 void sc_cpu_conv2d_fwd(sc_backend *be, const sc_conv_desc *d, const sc_tensor *x, const sc_tensor *w,
