@@ -6,6 +6,7 @@
  *   cuda_conv.c     convolutions through the cuDNN graph (backend) API: plan cache, engines
  *   cuda_blas.c     cuBLASLt matrix products: linear layers and the NT-Xent similarities
  *   cuda_ops.c      the other ops, thin C wrappers over the launchers in kernels/
+ *   cuda_eval.c     softmax cross-entropy and the kNN vote (kernels/eval.cu, a similarity GEMM)
  *
  * One backend owns one stream; every op is enqueued on it and nothing synchronises except
  * downloads, uploads and synchronize. The CUDA backend computes in F32 only: F64 is the CPU's
@@ -142,5 +143,11 @@ void cuda_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_ten
                       sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws);
 void cuda_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table, sc_tensor *params,
                      const sc_tensor *grads, sc_tensor *state, sc_tensor *state2, sc_tensor *scalars);
+
+/* ---- cuda_eval.c ---- */
+void cuda_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels, sc_tensor *loss,
+                       sc_tensor *accuracy, sc_tensor *dlogits);
+void cuda_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank, const sc_tensor *bank_labels,
+                     int k, double temperature, sc_tensor *scores);
 
 #endif /* SIMCLR_CUDA_INTERNAL_H */
