@@ -215,6 +215,8 @@ static const sc_backend_ops cuda_ops = {
     .graph_free = cuda_graph_free,
 };
 
+const sc_backend_ops *sc_cuda_ops_table(void) { return &cuda_ops; }
+
 /* ---- creation ----------------------------------------------------------------------------- */
 
 static void impl_release(cuda_impl *im) {
