@@ -104,6 +104,22 @@ size_t sc_cuda_augment_workspace(const sc_augment_params *p, int samples, int wc
 void sc_cuda_augment_crops(const sc_augment_params *p, uint64_t seed, uint32_t epoch, const uint8_t *crops,
                            const uint32_t *keys, int samples, int wc, float *views, void *workspace,
                            cudaStream_t stream);
+/* ---- kernels/eval.cu: softmax cross-entropy and the kNN vote ---- */
+/* The softmax_xent op of backend.h for logits [n, k] F32, labels [n] I32: loss[1],
+ * accuracy[1] (may be NULL), dlogits [n, k] (may be NULL), all on the device. scratch: at
+ * least sc_cuda_softmax_xent_scratch_bytes(n) bytes, 8-byte aligned. A label outside [0, k)
+ * makes its row's loss and gradient NaN (checked on the device, not reported). */
+size_t sc_cuda_softmax_xent_scratch_bytes(long long n);
+void sc_cuda_softmax_xent(const float *logits, const int32_t *labels, long long n, int k, float *loss,
+                          float *accuracy, float *dlogits, void *scratch, cudaStream_t stream);
+/* The selection and vote of knn_scores for a block of queries whose similarities to the
+ * whole bank are sims [rows, n]: scores [rows, classes] (row-major, overwritten) get, per
+ * row, the sum of exp(s / temperature) over its k largest similarities (ties to the lower
+ * bank index) by label. 1 <= k <= n; a bank label outside [0, classes) among a row's
+ * neighbours makes that score row NaN. classes is limited by shared memory (about 28000 on
+ * an H100; more aborts saying so). */
+void sc_cuda_knn_vote(const float *sims, long long rows, long long n, const int32_t *labels, int k, int classes,
+                      double temperature, float *scores, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

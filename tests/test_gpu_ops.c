@@ -5,6 +5,10 @@
  * multiple of 8 or even of 4, misaligned elementwise views). Every device output sits between
  * guard bytes and starts as NaN (gpu_test_util.h). Tolerances come from one table per op and
  * precision: "fp32" runs with TF32 off in deterministic mode, "tf32" with TF32 allowed.
+ * The evaluation ops (softmax cross-entropy, the kNN vote) run on inputs chosen so that both
+ * backends see the same maxima and neighbours: kNN inputs lie on a 2^-b grid, which makes every
+ * similarity exact in fp32 whatever the GEMM's summation order, so ties (many, on a coarse
+ * grid) are decided by the bank index alone.
  * Also checked: bitwise repeatability in deterministic mode, the convolution workspace budget
  * and smaller-batch planning, autotuning, and that a non-F32 tensor aborts clearly.
  * Without a GPU: exit 77 (skipped).
@@ -40,6 +44,12 @@ static const tol_row tolerances[] = {
     {"ntxent", 2e-5, 5e-3},
     /* optimizer: same double arithmetic; only the norms' summation order differs */
     {"optim", 1e-6, 1e-6},
+    /* softmax cross-entropy: the same double formulas per row; only the order of the row
+     * sums and of the mean differs (accuracy is compared exactly) */
+    {"xent", 1e-6, 1e-6},
+    /* kNN vote: exact similarities (grid inputs), the same neighbours, votes exp(s / t) in
+     * double; only the order of each class's sum differs (the tests run with TF32 off) */
+    {"knn", 1e-6, 1e-6},
 };
 
 static double tol(const char *op, int tf32) {
@@ -534,6 +544,167 @@ static void test_loss(void) {
     }
 }
 
+/* ---- evaluation: softmax cross-entropy and the kNN vote ----------------------------------------- */
+
+/* A guarded I32 device tensor [n] holding labels. */
+static sc_tensor gpu_labels(sc_backend *be, const char *what, int64_t n, const int32_t *host) {
+    sc_tensor t = gpu_tensor_1d(be, what, n, (const float *)(const void *)host); /* same 4-byte elements */
+    t.dtype = SC_I32;
+    return t;
+}
+
+/* n labels in [0, classes) (freed by the caller). */
+static int32_t *host_labels(int64_t n, int64_t classes, uint64_t seed) {
+    int32_t *y = malloc((size_t)(n ? n : 1) * sizeof *y);
+    if (!y) exit(1);
+    sc_rng r = sc_rng_make(seed, 0, 0, 0, SC_RNG_TEST);
+    for (int64_t i = 0; i < n; i++) y[i] = (int32_t)sc_rng_below(&r, (uint32_t)classes);
+    return y;
+}
+
+/* logits [n, k] (scaled normals) against the CPU: loss, accuracy (exactly), dlogits, the
+ * forward-only call, and a bitwise repeat. ties != 0: every row has its maximum twice (columns
+ * a < b); even rows are labelled a (their first maximum: a hit), odd rows b (a miss). */
+static void xent_case(int64_t n, int64_t k, int ties, uint64_t seed) {
+    float *l = host_randn((size_t)(n * k), seed, 0.0, 3.0);
+    int32_t *y = host_labels(n, k, seed + 1);
+    if (ties) {
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t a = i % (k - 1), b = a + 1 + (i / 2) % (k - 1 - a);
+            l[i * k + a] = l[i * k + b] = 20.0f; /* above every normal draw */
+            y[i] = (int32_t)(i % 2 ? b : a);
+        }
+    }
+    float loss = NAN, acc = NAN, *dl = host_nan((size_t)(n * k));
+    sc_tensor tl = sc_tensor_2d(l, SC_F32, n, k), ty = sc_tensor_1d(y, SC_I32, n);
+    sc_tensor tloss = sc_tensor_1d(&loss, SC_F32, 1), tacc = sc_tensor_1d(&acc, SC_F32, 1);
+    sc_tensor tdl = sc_tensor_2d(dl, SC_F32, n, k);
+    sc_op_softmax_xent(cpu, &tl, &ty, &tloss, &tacc, &tdl);
+    if (ties) {
+        int64_t hits = (n + 1) / 2;
+        CHECKF(acc == (float)((double)hits / (double)n), "xent ties: the CPU's accuracy %g, expected %lld/%lld", acc,
+               (long long)hits, (long long)n);
+    }
+    int64_t s[2] = {n, k};
+    sc_tensor gl = gpu_tensor(gpu32, "logits", 2, s, l), gy = gpu_labels(gpu32, "labels", n, y);
+    sc_tensor gloss = gpu_tensor_1d(gpu32, "loss", 1, NULL), gacc = gpu_tensor_1d(gpu32, "accuracy", 1, NULL);
+    sc_tensor gdl = gpu_tensor(gpu32, "dlogits", 2, s, NULL), gloss2 = gpu_tensor_1d(gpu32, "loss (forward)", 1, NULL);
+    sc_tensor gdl2 = gpu_tensor(gpu32, "dlogits (repeat)", 2, s, NULL);
+    sc_tensor gloss3 = gpu_tensor_1d(gpu32, "loss (repeat)", 1, NULL);
+    sc_op_softmax_xent(gpu32, &gl, &gy, &gloss, &gacc, &gdl);
+    sc_op_softmax_xent(gpu32, &gl, &gy, &gloss2, NULL, NULL);
+    sc_op_softmax_xent(gpu32, &gl, &gy, &gloss3, NULL, &gdl2);
+    const double t = tol("xent", 0);
+    char what[128];
+    snprintf(what, sizeof what, "xent n%lld k%lld%s: loss", (long long)n, (long long)k, ties ? " ties" : "");
+    compare_gpu(what, gpu32, &gloss, &loss, t);
+    snprintf(what, sizeof what, "xent n%lld k%lld%s: loss (forward only)", (long long)n, (long long)k, ties ? " ties" : "");
+    compare_gpu(what, gpu32, &gloss2, &loss, t);
+    snprintf(what, sizeof what, "xent n%lld k%lld%s: accuracy", (long long)n, (long long)k, ties ? " ties" : "");
+    compare_gpu(what, gpu32, &gacc, &acc, 0.0);
+    snprintf(what, sizeof what, "xent n%lld k%lld%s: dlogits", (long long)n, (long long)k, ties ? " ties" : "");
+    compare_gpu(what, gpu32, &gdl, dl, t);
+    float *first = gpu_read(gpu32, &gdl), *again = gpu_read(gpu32, &gdl2), *l1 = gpu_read(gpu32, &gloss),
+          *l3 = gpu_read(gpu32, &gloss3);
+    snprintf(what, sizeof what, "xent n%lld k%lld: repeat is bitwise equal", (long long)n, (long long)k);
+    compare_f32(what, again, first, (size_t)(n * k), 0.0);
+    compare_f32(what, l3, l1, 1, 0.0);
+    free(first), free(again), free(l1), free(l3);
+    gpu_bufs_release();
+    free(l), free(y), free(dl);
+}
+
+/* A label outside [0, K) cannot be reported without a host synchronisation: the GPU makes
+ * the loss and that row's gradient NaN (the CPU aborts). */
+static void xent_bad_label(void) {
+    float l[6] = {1, 2, 3, 4, 5, 6};
+    int32_t y[2] = {0, 3};
+    int64_t s[2] = {2, 3};
+    sc_tensor gl = gpu_tensor(gpu32, "logits", 2, s, l), gy = gpu_labels(gpu32, "labels", 2, y);
+    sc_tensor gloss = gpu_tensor_1d(gpu32, "loss", 1, NULL), gdl = gpu_tensor(gpu32, "dlogits", 2, s, NULL);
+    sc_op_softmax_xent(gpu32, &gl, &gy, &gloss, NULL, &gdl);
+    float *loss = gpu_read(gpu32, &gloss), *dl = gpu_read(gpu32, &gdl);
+    CHECKF(isnan(loss[0]), "a bad label gave the finite loss %g", loss[0]);
+    CHECKF(!isnan(dl[0]) && isnan(dl[3]), "bad label: dlogits row 0 %g (want finite), row 1 %g (want NaN)", dl[0],
+           dl[3]);
+    free(loss), free(dl);
+    gpu_bufs_release();
+}
+
+/* rows [n, f] of normals, L2-normalised, then rounded to multiples of 1/grid (grid a power of
+ * two): every dot product of two such rows is then exact in fp32. */
+static float *grid_rows(int64_t n, int64_t f, double grid, uint64_t seed) {
+    float *x = host_randn((size_t)(n * f), seed, 0.0, 1.0);
+    for (int64_t i = 0; i < n; i++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < f; j++) ss += (double)x[i * f + j] * x[i * f + j];
+        for (int64_t j = 0; j < f; j++) x[i * f + j] = (float)(round(x[i * f + j] / sqrt(ss) * grid) / grid);
+    }
+    return x;
+}
+
+/* queries [q, f] and bank [n, f] on a 1/grid grid, labels in [0, c): scores against the CPU and
+ * a bitwise repeat. */
+static void knn_case(int64_t q, int64_t n, int64_t f, int64_t c, int k, double grid, double temperature,
+                     uint64_t seed) {
+    float *qs = grid_rows(q, f, grid, seed), *bank = grid_rows(n, f, grid, seed + 1);
+    int32_t *y = host_labels(n, c, seed + 2);
+    float *want = host_nan((size_t)(q * c));
+    sc_tensor tq = sc_tensor_2d(qs, SC_F32, q, f), tb = sc_tensor_2d(bank, SC_F32, n, f);
+    sc_tensor ty = sc_tensor_1d(y, SC_I32, n), ts = sc_tensor_2d(want, SC_F32, q, c);
+    sc_op_knn_scores(cpu, &tq, &tb, &ty, k, temperature, &ts);
+    int64_t qsh[2] = {q, f}, bsh[2] = {n, f}, ssh[2] = {q, c};
+    sc_tensor gq = gpu_tensor(gpu32, "queries", 2, qsh, qs), gb = gpu_tensor(gpu32, "bank", 2, bsh, bank);
+    sc_tensor gy = gpu_labels(gpu32, "bank labels", n, y), gs = gpu_tensor(gpu32, "scores", 2, ssh, NULL);
+    sc_tensor gs2 = gpu_tensor(gpu32, "scores (repeat)", 2, ssh, NULL);
+    sc_op_knn_scores(gpu32, &gq, &gb, &gy, k, temperature, &gs);
+    sc_op_knn_scores(gpu32, &gq, &gb, &gy, k, temperature, &gs2);
+    char what[160];
+    snprintf(what, sizeof what, "knn q%lld n%lld f%lld c%lld k%d grid 1/%g t %g", (long long)q, (long long)n,
+             (long long)f, (long long)c, k, grid, temperature);
+    compare_gpu(what, gpu32, &gs, want, tol("knn", 0));
+    float *first = gpu_read(gpu32, &gs), *again = gpu_read(gpu32, &gs2);
+    strncat(what, ": repeat is bitwise equal", sizeof what - strlen(what) - 1);
+    compare_f32(what, again, first, (size_t)(q * c), 0.0);
+    free(first), free(again);
+    gpu_bufs_release();
+    free(qs), free(bank), free(y), free(want);
+}
+
+/* A bank label outside [0, C) among a query's neighbours makes that query's scores NaN. */
+static void knn_bad_label(void) {
+    float qs[4] = {1, 0, 0, 1}, bank[6] = {1, 0, 0.6f, 0.8f, 0, 1};
+    int32_t y[3] = {0, 1, 2}; /* 2 is outside [0, 2) */
+    int64_t qsh[2] = {2, 2}, bsh[2] = {3, 2}, ssh[2] = {2, 2};
+    sc_tensor gq = gpu_tensor(gpu32, "queries", 2, qsh, qs), gb = gpu_tensor(gpu32, "bank", 2, bsh, bank);
+    sc_tensor gy = gpu_labels(gpu32, "bank labels", 3, y), gs = gpu_tensor(gpu32, "scores", 2, ssh, NULL);
+    sc_op_knn_scores(gpu32, &gq, &gb, &gy, 2, 0.1, &gs); /* query 0: rows 0, 1; query 1: rows 2, 1 */
+    float *s = gpu_read(gpu32, &gs);
+    CHECKF(!isnan(s[0]) && !isnan(s[1]) && isnan(s[2]) && isnan(s[3]),
+           "bad bank label: scores %g %g (want finite), %g %g (want NaN)", s[0], s[1], s[2], s[3]);
+    free(s);
+    gpu_bufs_release();
+}
+
+static void test_eval_ops(void) {
+    xent_case(1, 5, 0, 8000);      /* N = 1 */
+    xent_case(7, 1, 0, 8010);      /* K = 1: loss 0, gradient 0, every row a hit */
+    xent_case(64, 10, 0, 8020);    /* a linear probe's batch */
+    xent_case(1000, 1000, 0, 8030);
+    xent_case(10, 6, 1, 8040);     /* labels at the first and at a later tied maximum */
+    xent_bad_label();
+    knn_case(37, 1000, 129, 10, 1, 1024, 0.07, 8100);   /* k = 1, odd F */
+    knn_case(37, 1000, 129, 10, 200, 1024, 0.07, 8110); /* the monitor's k */
+    knn_case(50, 1000, 16, 10, 1, 4, 0.5, 8120);        /* coarse grid: ties everywhere */
+    knn_case(50, 1000, 16, 10, 200, 4, 0.5, 8130);
+    knn_case(9, 1000, 33, 10, 1000, 1024, 0.1, 8140);   /* k = N */
+    knn_case(3, 5, 3, 2, 3, 4, 0.1, 8150);              /* tiny */
+    knn_case(5, 3000, 64, 7000, 500, 1024, 0.1, 8160);  /* votes beyond 48 KiB of shared memory */
+    /* N = 270001: 248 queries per similarity block (256 MiB), so 300 queries take two blocks */
+    knn_case(300, 270001, 20, 100, 200, 1024, 0.07, 8170);
+    knn_bad_label();
+}
+
 /* ---- optimizer ---------------------------------------------------------------------------------- */
 
 /* A table with every kind of row: a multi-chunk weight, a small matrix, a bias and BN
@@ -683,6 +854,7 @@ int main(void) {
     SC_RUN(test_pooling);
     SC_RUN(test_linear);
     SC_RUN(test_loss);
+    SC_RUN(test_eval_ops);
     SC_RUN(test_optim);
     SC_RUN(test_deterministic);
     SC_RUN(test_rejects_f64);

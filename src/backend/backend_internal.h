@@ -19,6 +19,9 @@ int sc_cuda_count_devices(void);
 /* 1 when the CUDA backend can train (its op table is complete); `auto` uses it only then. */
 int sc_cuda_backend_ready(void);
 void sc_cuda_describe(char *buf, size_t cap);
+/* The CUDA backend's op table, readable without a GPU (tests check that it is complete);
+ * NULL in a build without CUDA. */
+const sc_backend_ops *sc_cuda_ops_table(void);
 sc_status sc_cuda_backend_create(int ordinal, const sc_backend_options *opt, sc_backend **out);
 void sc_cuda_backend_destroy(sc_backend *be);
 

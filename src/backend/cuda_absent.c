@@ -14,6 +14,8 @@ int sc_cuda_count_devices(void) { return 0; }
 
 int sc_cuda_backend_ready(void) { return 0; }
 
+const sc_backend_ops *sc_cuda_ops_table(void) { return NULL; }
+
 void sc_cuda_describe(char *buf, size_t cap) {
     snprintf(buf, cap, "CUDA: not compiled in (this build found no CUDA toolkit)\n");
 }

@@ -207,11 +207,24 @@ static const sc_backend_ops cuda_ops = {
     .contrastive_workspace = cuda_contrastive_workspace,
     .contrastive = cuda_contrastive,
     .optim_step = cuda_optim_step,
+    .softmax_xent = cuda_softmax_xent,
+    .knn_scores = cuda_knn_scores,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .event_create = cuda_event_create,
+    .event_destroy = cuda_event_destroy,
+    .event_record = cuda_event_record,
+    .event_sync = cuda_event_sync,
+    .upload_async = cuda_upload_async,
+    .augment_workspace = cuda_augment_workspace,
+    .augment_crops = cuda_augment_crops,
 };
+
+const sc_backend_ops *sc_cuda_ops_table(void) { return &cuda_ops; }
 
 /* ---- creation ----------------------------------------------------------------------------- */
 
@@ -224,6 +237,8 @@ static void impl_release(cuda_impl *im) {
     if (im->blas_ws) SC_CUDA_CHECK(cudaFree(im->blas_ws));
     if (im->lt) SC_CUBLAS_CHECK(cublasLtDestroy(im->lt));
     if (im->cudnn) SC_CUDNN_CHECK(cudnnDestroy(im->cudnn));
+    if (im->copy_stream) SC_CUDA_CHECK(cudaStreamSynchronize(im->copy_stream));
+    if (im->copy_stream) SC_CUDA_CHECK(cudaStreamDestroy(im->copy_stream));
     if (im->stream) SC_CUDA_CHECK(cudaStreamDestroy(im->stream));
     free(im);
 }
@@ -245,6 +260,10 @@ static sc_status impl_create(cuda_impl *im, int ordinal) {
                          "GPU %d (%s, compute capability %d.%d) cannot run this build's kernels: %s; rebuild with "
                          "-DCMAKE_CUDA_ARCHITECTURES=%d%d",
                          ordinal, prop.name, prop.major, prop.minor, cudaGetErrorString(err), prop.major, prop.minor);
+    }
+    if ((err = cudaStreamCreateWithFlags(&im->copy_stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        im->copy_stream = NULL;
+        return sc_errorf(SC_ERR_DEVICE, "GPU %d: cannot create the copy stream: %s", ordinal, cudaGetErrorString(err));
     }
     if ((err = cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking)) != cudaSuccess)
         return sc_errorf(SC_ERR_DEVICE, "GPU %d: cannot create a stream: %s", ordinal, cudaGetErrorString(err));

@@ -6,6 +6,8 @@
  *   cuda_conv.c     convolutions through the cuDNN graph (backend) API: plan cache, engines
  *   cuda_blas.c     cuBLASLt matrix products: linear layers and the NT-Xent similarities
  *   cuda_ops.c      the other ops, thin C wrappers over the launchers in kernels/
+ *   cuda_eval.c     softmax cross-entropy and the kNN vote (kernels/eval.cu, a similarity GEMM)
+ *   cuda_staging.c  pinned host memory, events, uploads on the copy stream, device augmentation
  *
  * One backend owns one stream; every op is enqueued on it and nothing synchronises except
  * downloads, uploads and synchronize. The CUDA backend computes in F32 only: F64 is the CPU's
@@ -58,6 +60,7 @@ typedef struct cuda_impl {
     int device;
     int sm_count;
     cudaStream_t stream;
+    cudaStream_t copy_stream; /* host-to-device batch uploads (cuda_staging.c) */
     cudnnHandle_t cudnn;
     cublasLtHandle_t lt;
     void *blas_ws; /* SC_CUDA_BLAS_WORKSPACE bytes for cuBLASLt */
@@ -142,5 +145,24 @@ void cuda_contrastive(sc_backend *be, const sc_contrastive_desc *d, const sc_ten
                       sc_tensor *loss, sc_tensor *accuracy, sc_tensor *d_rows, sc_tensor *d_cols, sc_tensor *ws);
 void cuda_optim_step(sc_backend *be, const sc_optim_hparams *hp, const sc_param_table *table, sc_tensor *params,
                      const sc_tensor *grads, sc_tensor *state, sc_tensor *state2, sc_tensor *scalars);
+
+/* ---- cuda_eval.c ---- */
+void cuda_softmax_xent(sc_backend *be, const sc_tensor *logits, const sc_tensor *labels, sc_tensor *loss,
+                       sc_tensor *accuracy, sc_tensor *dlogits);
+void cuda_knn_scores(sc_backend *be, const sc_tensor *queries, const sc_tensor *bank, const sc_tensor *bank_labels,
+                     int k, double temperature, sc_tensor *scores);
+
+/* ---- cuda_staging.c ---- */
+void *cuda_host_alloc(sc_backend *be, size_t bytes);
+void cuda_host_free(sc_backend *be, void *ptr);
+sc_backend_event *cuda_event_create(sc_backend *be);
+void cuda_event_destroy(sc_backend *be, sc_backend_event *ev);
+void cuda_event_record(sc_backend *be, sc_backend_event *ev);
+void cuda_event_sync(sc_backend *be, sc_backend_event *ev);
+void cuda_upload_async(sc_backend *be, void *dst, const void *host_src, size_t bytes, sc_backend_event *after,
+                       sc_backend_event *done);
+size_t cuda_augment_workspace(sc_backend *be, const sc_augment_params *p, int samples, int wc);
+void cuda_augment_crops(sc_backend *be, const sc_augment_params *p, uint64_t seed, uint32_t epoch, const uint8_t *crops,
+                        const uint32_t *keys, int samples, int wc, float *views, void *workspace);
 
 #endif /* SIMCLR_CUDA_INTERNAL_H */
