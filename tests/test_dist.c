@@ -29,6 +29,8 @@ static int ops_rank(const sc_dist_env *env, void *arg) {
         bad += memcmp(&want, &buf[i], sizeof want) != 0;
     }
     CHECKF(bad == 0, "%lld elements differ from the rank-order sum", (long long)bad);
+    double mean[2] = {me, 1.0};
+    CHECK(sc_comm_allreduce_mean(c, mean, 2, SC_F64) == SC_OK && mean[0] == (n - 1) / 2.0 && mean[1] == 1.0);
 
     /* all-gather, reduce-scatter (F64), broadcast (I32), barrier */
     double mine[3] = {me, me * 10.0, me * 100.0}, all[3 * 8], rs[3];

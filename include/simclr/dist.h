@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "simclr/backend.h"
 #include "simclr/status.h"
 #include "simclr/tensor.h"
 
@@ -32,10 +33,15 @@ extern "C" {
 
 typedef struct sc_comm sc_comm;
 
+typedef enum sc_reduce_op {
+    SC_REDUCE_SUM = 0,
+    SC_REDUCE_MEAN = 1, /* the sum divided by the number of ranks (F32 and F64 only) */
+} sc_reduce_op;
+
 typedef struct sc_comm_ops {
     const char *name; /* "tcp" or "nccl" */
-    /* buf [count] <- the element-wise sum of every rank's buf [count]. F32, F64 or I32. */
-    sc_status (*allreduce_sum)(sc_comm *c, void *buf, int64_t count, sc_dtype dt);
+    /* buf [count] <- the element-wise sum (or mean) of every rank's buf [count]. F32, F64 or I32. */
+    sc_status (*allreduce)(sc_comm *c, void *buf, int64_t count, sc_dtype dt, sc_reduce_op op);
     /* recv [world * count] <- rank r's send [count] at offset r * count. */
     sc_status (*allgather)(sc_comm *c, const void *send, void *recv, int64_t count, sc_dtype dt);
     /* recv [count] <- the sum over ranks of their send [world * count] block at rank * count. */
@@ -82,14 +88,16 @@ sc_status sc_dist_env_read(sc_dist_env *env);
  * A world of 1 opens no socket. */
 sc_status sc_comm_tcp_create(const sc_dist_env *env, double timeout_s, sc_comm **out);
 
-/* The NCCL communicator of this rank on CUDA device `device`, bootstrapped over `oob` (a TCP
- * communicator of the same ranks, which stays in use for abort notices and must outlive the
- * result). SC_ERR_UNSUPPORTED in a build without CUDA. */
-sc_status sc_comm_nccl_create(sc_comm *oob, int device, double timeout_s, sc_comm **out);
+/* The NCCL communicator of this rank on the CUDA backend `be` (its device; collectives are
+ * enqueued on its stream, in order with the ops), bootstrapped over `oob` (a TCP
+ * communicator of the same ranks: rank 0's unique id travels over it; it must outlive the
+ * result). SC_ERR_UNSUPPORTED in a build without CUDA or on another backend. */
+sc_status sc_comm_nccl_create(sc_comm *oob, sc_backend *be, double timeout_s, sc_comm **out);
 
 /* Checked wrappers: same arguments as the table; they validate counts and dtypes and prefix
  * a failure with the operation and this rank. */
 sc_status sc_comm_allreduce_sum(sc_comm *c, void *buf, int64_t count, sc_dtype dt);
+sc_status sc_comm_allreduce_mean(sc_comm *c, void *buf, int64_t count, sc_dtype dt);
 sc_status sc_comm_allgather(sc_comm *c, const void *send, void *recv, int64_t count, sc_dtype dt);
 sc_status sc_comm_reduce_scatter_sum(sc_comm *c, const void *send, void *recv, int64_t count, sc_dtype dt);
 sc_status sc_comm_broadcast(sc_comm *c, void *buf, int64_t count, sc_dtype dt, int root);

@@ -74,7 +74,13 @@ static sc_status wrap(sc_comm *c, const char *op, sc_status st) {
 
 sc_status sc_comm_allreduce_sum(sc_comm *c, void *buf, int64_t count, sc_dtype dt) {
     SC_TRY(check(c, "all-reduce", count, dt));
-    return wrap(c, "all-reduce", c->ops->allreduce_sum(c, buf, count, dt));
+    return wrap(c, "all-reduce", c->ops->allreduce(c, buf, count, dt, SC_REDUCE_SUM));
+}
+
+sc_status sc_comm_allreduce_mean(sc_comm *c, void *buf, int64_t count, sc_dtype dt) {
+    SC_TRY(check(c, "all-reduce (mean)", count, dt));
+    if (dt == SC_I32) return sc_errorf(SC_ERR_ARG, "rank %d: the mean all-reduce takes F32 or F64", c->global_rank);
+    return wrap(c, "all-reduce (mean)", c->ops->allreduce(c, buf, count, dt, SC_REDUCE_MEAN));
 }
 
 sc_status sc_comm_allgather(sc_comm *c, const void *send, void *recv, int64_t count, sc_dtype dt) {

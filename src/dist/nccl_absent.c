@@ -5,7 +5,7 @@
  */
 #include "simclr/dist.h"
 
-sc_status sc_comm_nccl_create(sc_comm *oob, int device, double timeout_s, sc_comm **out) {
+sc_status sc_comm_nccl_create(sc_comm *oob, sc_backend *be, double timeout_s, sc_comm **out) {
     *out = NULL;
     return sc_errorf(SC_ERR_UNSUPPORTED, "rank %d: this simclr was built without CUDA, so it has no NCCL communicator",
                      oob ? oob->global_rank : 0);

@@ -154,9 +154,9 @@ static sc_status scratch(tcp_comm *c, size_t bytes) {
 }
 
 /* dst[i] = v_0[i] + v_1[i] + ... + v_{n-1}[i] in that order, where v_j is `mine` for j = me
- * and parts + j * bytes otherwise. dst may alias mine. */
+ * and parts + j * bytes otherwise (then divided by n for the mean). dst may alias mine. */
 static void sum_in_rank_order(void *dst, const void *mine, const uint8_t *parts, int n, int me, int64_t count,
-                              sc_dtype dt) {
+                              sc_dtype dt, sc_reduce_op op) {
     size_t bytes = (size_t)count * sc_dtype_size(dt);
 #define SUM_TYPED(T)                                                                             \
     do {                                                                                         \
@@ -164,7 +164,7 @@ static void sum_in_rank_order(void *dst, const void *mine, const uint8_t *parts,
             T acc = me == 0 ? ((const T *)mine)[i] : ((const T *)parts)[i];                      \
             for (int j = 1; j < n; j++)                                                          \
                 acc += j == me ? ((const T *)mine)[i] : ((const T *)(parts + (size_t)j * bytes))[i]; \
-            ((T *)dst)[i] = acc;                                                                 \
+            ((T *)dst)[i] = op == SC_REDUCE_MEAN ? (T)(acc / (T)n) : acc;                        \
         }                                                                                        \
     } while (0)
     if (dt == SC_F32)
@@ -180,10 +180,10 @@ static void sum_in_rank_order(void *dst, const void *mine, const uint8_t *parts,
 
 static int64_t chunk_begin(int64_t count, int n, int j) { return count * j / n; }
 
-static sc_status tcp_allreduce(sc_comm *pub, void *buf, int64_t count, sc_dtype dt) {
+static sc_status tcp_allreduce(sc_comm *pub, void *buf, int64_t count, sc_dtype dt, sc_reduce_op op) {
     tcp_comm *c = (tcp_comm *)pub;
     const int n = pub->world_size, me = pub->rank;
-    if (n == 1 || count == 0) return SC_OK;
+    if (n == 1 || count == 0) return SC_OK; /* the mean of one rank is its value */
     const size_t es = sc_dtype_size(dt);
     uint8_t *b = buf;
     const int64_t my0 = chunk_begin(count, n, me), my1 = chunk_begin(count, n, me + 1);
@@ -198,7 +198,7 @@ static sc_status tcp_allreduce(sc_comm *pub, void *buf, int64_t count, sc_dtype 
         recvs[nr++] = mk(c, j, c->scratch + (size_t)j * mybytes, mybytes);
     }
     SC_TRY(progress(c, sends, ns, recvs, nr));
-    sum_in_rank_order(b + (size_t)my0 * es, b + (size_t)my0 * es, c->scratch, n, me, my1 - my0, dt);
+    sum_in_rank_order(b + (size_t)my0 * es, b + (size_t)my0 * es, c->scratch, n, me, my1 - my0, dt, op);
     ns = nr = 0;
     for (int j = 0; j < n; j++) {
         if (j == me) continue;
@@ -239,7 +239,7 @@ static sc_status tcp_reduce_scatter(sc_comm *pub, const void *send, void *recv, 
         recvs[nr++] = mk(c, j, c->scratch + (size_t)j * bytes, bytes);
     }
     SC_TRY(progress(c, sends, ns, recvs, nr));
-    sum_in_rank_order(recv, s + (size_t)me * bytes, c->scratch, n, me, count, dt);
+    sum_in_rank_order(recv, s + (size_t)me * bytes, c->scratch, n, me, count, dt, SC_REDUCE_SUM);
     return SC_OK;
 }
 
@@ -260,7 +260,7 @@ static sc_status tcp_broadcast(sc_comm *pub, void *buf, int64_t count, sc_dtype 
 
 static sc_status tcp_barrier(sc_comm *pub) {
     int32_t one = 1;
-    return tcp_allreduce(pub, &one, 1, SC_I32);
+    return tcp_allreduce(pub, &one, 1, SC_I32, SC_REDUCE_SUM);
 }
 
 static const sc_comm_ops tcp_ops;
@@ -314,7 +314,7 @@ static void tcp_destroy(sc_comm *pub) {
 
 static const sc_comm_ops tcp_ops = {
     .name = "tcp",
-    .allreduce_sum = tcp_allreduce,
+    .allreduce = tcp_allreduce,
     .allgather = tcp_allgather,
     .reduce_scatter_sum = tcp_reduce_scatter,
     .broadcast = tcp_broadcast,
