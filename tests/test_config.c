@@ -417,7 +417,7 @@ static void test_load_errors(void) {
     /* Document shape and YAML features a config does not use. */
     expect_load_error("root_scalar", "hello\n", "1:1",
                       "the top level must be a mapping of sections (run, model, data, augment, loss, optim, train, "
-                      "checkpoint, eval, tensorboard, finetune), got 'hello'",
+                      "checkpoint, eval, tensorboard, finetune, dist), got 'hello'",
                       NULL);
     expect_load_error("root_list", "- 1\n- 2\n", "1:1", "the top level must be a mapping of sections",
                       "got a sequence");
