@@ -81,6 +81,9 @@ typedef struct sc_dist_env {
  * the variable's name when a value is not a number or out of range. */
 sc_status sc_dist_env_read(sc_dist_env *env);
 
+/* A TCP port of 127.0.0.1 that was free when asked (the kernel's pick), for local launches. */
+int sc_dist_free_port(void);
+
 /* ---- communicators ---- */
 
 /* The TCP communicator of this rank: rank 0 listens on master_addr:master_port, the others

@@ -27,6 +27,7 @@ int sc_cmd_finetune(int argc, char **argv);
 int sc_bench_step(int argc, char **argv);
 int sc_bench_ntxent(int argc, char **argv);
 int sc_bench_lars(int argc, char **argv);
+int sc_bench_allreduce(int argc, char **argv);
 
 /* bench_util.c: shared by the kernel benchmarks */
 typedef struct sc_bench_stats {

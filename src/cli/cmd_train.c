@@ -12,12 +12,10 @@
  * shard; only rank 0 prints the summary.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,24 +90,13 @@ static void forward_signal(int sig) {
         if (launched[r] > 0) kill(launched[r], sig);
 }
 
-/* A port the kernel considers free now (rank 0 binds it a moment later). */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port ? port : 29500;
-}
-
 /* Fork n ranks that return to train; the parent waits for them and returns its exit code
  * (>= 0), a rank returns -1. */
 static int launch_ranks(int n) {
     char port[16], num[16];
     if (!getenv("MASTER_ADDR")) setenv("MASTER_ADDR", "127.0.0.1", 1);
     if (!getenv("MASTER_PORT")) {
-        snprintf(port, sizeof port, "%d", free_port());
+        snprintf(port, sizeof port, "%d", sc_dist_free_port());
         setenv("MASTER_PORT", port, 1);
     }
     snprintf(num, sizeof num, "%d", n);

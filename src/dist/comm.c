@@ -5,8 +5,11 @@
  * multi-rank log says who saw what.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "simclr/dist.h"
 
@@ -56,6 +59,16 @@ sc_status sc_dist_env_read(sc_dist_env *env) {
     SC_TRY(env_int("MASTER_PORT", 1, 65535, &port, &have_port));
     env->master_port = port;
     return SC_OK;
+}
+
+int sc_dist_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    return port ? port : 29500;
 }
 
 static int valid_dtype(sc_dtype dt) { return dt == SC_F32 || dt == SC_F64 || dt == SC_I32; }
