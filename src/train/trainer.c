@@ -562,12 +562,13 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     }
     sc_progress prog;
     sc_progress_init(&prog, t->root ? cfg->run.progress : SC_PROGRESS_NEVER, first, total, cfg->run.log_every);
-    int stop = stop_requested;
+    int stop = 0; /* multi-rank: the stop request agreed on at the last step */
     double start = sc_now(), wait = 0.0;
     int first_window = 1, started = 0;
     sc_optim_report orep = {0};
     sc_status rc = SC_OK;
-    while (ts.step < total && rc == SC_OK && !stop) {
+    /* one process reads the flag at the step boundary; ranks act on the value they agreed on */
+    while (ts.step < total && rc == SC_OK && !(t->world > 1 ? stop : stop_requested)) {
         if (!started || ts.batch_in_epoch == 0) rc = sc_loader_start_epoch(t->loader, ts.epoch, ts.batch_in_epoch);
         started = 1;
         sc_batch *b = NULL;
@@ -589,8 +590,10 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
 
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
-        stop = stop_requested;
-        if (t->world > 1 && (rc = reduce_step_values(t, &loss, &acc, &stop)) != SC_OK) break;
+        if (t->world > 1) {
+            stop = stop_requested;
+            if ((rc = reduce_step_values(t, &loss, &acc, &stop)) != SC_OK) break;
+        }
         sc_optimizer_read(&t->opt, &orep);
         if (orep.skipped)
             SC_WARN("step %lld skipped: the gradient norm is %g; weights unchanged (%lld steps skipped so far)",
@@ -643,6 +646,7 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     res->images_per_second = res->seconds > 0 ? (double)(ts.step - first) * cfg->train.batch_size / res->seconds : 0.0;
     ts.elapsed_s = t->start.elapsed_s + res->seconds;
     if (rc != SC_OK) return rc;
+    if (t->world == 1) stop = stop_requested;
     if (stop && !t->root) {
         res->interrupted = 1;
         return sc_errorf(SC_ERR_INTERRUPTED, "stopped at step %lld with the other ranks; rank 0 saves the state",
