@@ -59,6 +59,18 @@ void sc_cuda_bn_bwd(const float *x, const float *y, const float *dy, const float
                     const float *save_invstd, float *dx, float *dgamma, float *dbeta, long long m, int c,
                     void *scratch, cudaStream_t stream);
 
+/* Global batch norm (backend.h's bn_sums, bn_fwd_from_sums, bn_bwd_from_sums); sums [2, c]
+ * are device doubles; scratch as sc_cuda_bn_scratch_bytes. */
+void sc_cuda_bn_sums(const float *x, const float *dy, const float *save_mean, double *sums, long long m, int c,
+                     void *scratch, cudaStream_t stream);
+void sc_cuda_bn_fwd_from_sums(const float *x, const float *gamma, const float *beta, const double *sums, double count,
+                              float *y, float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                              long long m, int c, double momentum, double eps, void *scratch, cudaStream_t stream);
+void sc_cuda_bn_bwd_from_sums(const float *x, const float *dy, const float *gamma, const float *save_mean,
+                              const float *save_invstd, const double *local, const double *global, double count,
+                              float *dx, float *dgamma, float *dbeta, long long m, int c, void *scratch,
+                              cudaStream_t stream);
+
 /* ---- norm.cu: L2 normalisation of the rows of [m, d] ---- */
 void sc_cuda_l2norm_fwd(const float *x, float *y, float *norm, int m, int d, cudaStream_t stream);
 void sc_cuda_l2norm_bwd(const float *y, const float *norm, const float *dy, float *dx, int m, int d,

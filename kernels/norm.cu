@@ -159,19 +159,17 @@ __device__ __forceinline__ void bn_sum_partials(const double *part, int rb, int 
     *q = b;
 }
 
-/* Training forward, per channel: batch statistics, saved mean / invstd, running statistics
- * (unbiased variance) and the apply coefficients coef = [mean | scale]. */
-__global__ static void bn_fwd_finalize_kernel(const double *part, int rb, long long m, int c, const float *gamma,
-                                              float *save_mean, float *save_invstd, float *running_mean,
-                                              float *running_var, double momentum, double eps, float *coef) {
-    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
-    double s, q;
-    bn_sum_partials(part, rb, c, ch, &s, &q);
-    const double mean = s / (double)m;
-    double var = q / (double)m - mean * mean;
+/* Training forward of channel ch from s = sum x and q = sum x^2 over m rows: batch
+ * statistics, saved mean / invstd, running statistics (unbiased variance) and the apply
+ * coefficients coef = [mean | scale]. */
+__device__ __forceinline__ void bn_fwd_finalize_channel(double s, double q, double m, int c, int ch,
+                                                        const float *gamma, float *save_mean, float *save_invstd,
+                                                        float *running_mean, float *running_var, double momentum,
+                                                        double eps, float *coef) {
+    const double mean = s / m;
+    double var = q / m - mean * mean;
     if (var < 0.0) var = 0.0;
-    const double unbiased = var * (double)m / (double)(m - 1);
+    const double unbiased = var * m / (m - 1.0);
     const double invstd = 1.0 / sqrt(var + eps);
     const float fmean = (float)mean, finv = (float)invstd;
     save_mean[ch] = fmean;
@@ -180,6 +178,34 @@ __global__ static void bn_fwd_finalize_kernel(const double *part, int rb, long l
     running_var[ch] = (float)((1.0 - momentum) * (double)running_var[ch] + momentum * unbiased);
     coef[ch] = fmean;
     coef[c + ch] = (float)((double)gamma[ch] * (double)finv);
+}
+
+__global__ static void bn_fwd_finalize_kernel(const double *part, int rb, long long m, int c, const float *gamma,
+                                              float *save_mean, float *save_invstd, float *running_mean,
+                                              float *running_var, double momentum, double eps, float *coef) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double s, q;
+    bn_sum_partials(part, rb, c, ch, &s, &q);
+    bn_fwd_finalize_channel(s, q, (double)m, c, ch, gamma, save_mean, save_invstd, running_mean, running_var, momentum,
+                            eps, coef);
+}
+
+/* The same from the sums of every rank, sums [2, c] (global batch norm). */
+__global__ static void bn_fwd_finalize_sums_kernel(const double *sums, double count, int c, const float *gamma,
+                                                   float *save_mean, float *save_invstd, float *running_mean,
+                                                   float *running_var, double momentum, double eps, float *coef) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    bn_fwd_finalize_channel(sums[ch], sums[c + ch], count, c, ch, gamma, save_mean, save_invstd, running_mean,
+                            running_var, momentum, eps, coef);
+}
+
+/* sums [2, c] <- the row blocks' partials, in block order. */
+__global__ static void bn_sums_kernel(const double *part, int rb, int c, double *sums) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    bn_sum_partials(part, rb, c, ch, &sums[ch], &sums[c + ch]);
 }
 
 /* Inference, per channel: coef = [running_mean | gamma / sqrt(running_var + eps)]. */
@@ -213,8 +239,24 @@ __global__ static void bn_apply_kernel(const float *x, const float *coef, const 
     }
 }
 
-/* Backward, per channel: dgamma, dbeta and coef = [k1 | k2 | k3 | mean] with
- * dx = k1 * g + k3 * (x - mean) + k2 (cpu_norm.inc's bn_bwd). */
+/* Backward of channel ch: dgamma, dbeta from this rank's sums (local_dy, local_dyx) and
+ * coef = [k1 | k2 | k3 | mean] with dx = k1 * g + k3 * (x - mean) + k2 from the sums over all
+ * m rows (cpu_norm.inc's bn_bwd_from_sums); one process passes its sums as both. */
+__device__ __forceinline__ void bn_bwd_finalize_channel(double sum_dy, double sum_dyx, double local_dy,
+                                                        double local_dyx, double m, int c, int ch,
+                                                        const float *gamma, const float *save_mean,
+                                                        const float *save_invstd, float *dgamma, float *dbeta,
+                                                        float *coef) {
+    const double invstd = (double)save_invstd[ch], g = (double)gamma[ch] * invstd;
+    const double dg = sum_dyx * invstd;
+    dgamma[ch] = (float)(local_dyx * invstd);
+    if (dbeta) dbeta[ch] = (float)local_dy;
+    coef[ch] = (float)g;
+    coef[c + ch] = (float)(-g * sum_dy / m);
+    coef[2 * c + ch] = (float)(-g * invstd * dg / m);
+    coef[3 * c + ch] = save_mean[ch];
+}
+
 __global__ static void bn_bwd_finalize_kernel(const double *part, int rb, long long m, int c, const float *gamma,
                                               const float *save_mean, const float *save_invstd, float *dgamma,
                                               float *dbeta, float *coef) {
@@ -222,14 +264,18 @@ __global__ static void bn_bwd_finalize_kernel(const double *part, int rb, long l
     if (ch >= c) return;
     double sum_dy, sum_dyx;
     bn_sum_partials(part, rb, c, ch, &sum_dy, &sum_dyx);
-    const double invstd = (double)save_invstd[ch], g = (double)gamma[ch] * invstd;
-    const double dg = sum_dyx * invstd;
-    dgamma[ch] = (float)dg;
-    if (dbeta) dbeta[ch] = (float)sum_dy;
-    coef[ch] = (float)g;
-    coef[c + ch] = (float)(-g * sum_dy / (double)m);
-    coef[2 * c + ch] = (float)(-g * invstd * dg / (double)m);
-    coef[3 * c + ch] = save_mean[ch];
+    bn_bwd_finalize_channel(sum_dy, sum_dyx, sum_dy, sum_dyx, (double)m, c, ch, gamma, save_mean, save_invstd, dgamma,
+                            dbeta, coef);
+}
+
+__global__ static void bn_bwd_finalize_sums_kernel(const double *local, const double *global, double count, int c,
+                                                   const float *gamma, const float *save_mean,
+                                                   const float *save_invstd, float *dgamma, float *dbeta,
+                                                   float *coef) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    bn_bwd_finalize_channel(global[ch], global[c + ch], local[ch], local[c + ch], count, c, ch, gamma, save_mean,
+                            save_invstd, dgamma, dbeta, coef);
 }
 
 template <int VEC>
@@ -331,6 +377,50 @@ extern "C" void sc_cuda_bn_bwd(const float *x, const float *y, const float *dy, 
         bn_bwd_apply_kernel<4><<<sc_cuda_blocks(nv, BN_THREADS), BN_THREADS, 0, s>>>(x, dy, y, coef, dx, m, c);
     else
         bn_bwd_apply_kernel<1><<<sc_cuda_blocks(nv, BN_THREADS), BN_THREADS, 0, s>>>(x, dy, y, coef, dx, m, c);
+    SC_CUDA_CHECK_LAUNCH();
+}
+
+/* ---- global batch norm: the passes above with the sums exchanged in between ---- */
+
+extern "C" void sc_cuda_bn_sums(const float *x, const float *dy, const float *save_mean, double *sums, long long m,
+                                int c, void *scratch, cudaStream_t s) {
+    const int vec = bn_vec(c, x, dy, NULL, NULL);
+    const bn_geom g = bn_geometry(m, c, vec);
+    double *part = (double *)scratch;
+    if (vec == 4)
+        launch_stats<4>(g, x, dy, NULL, save_mean, m, c, part, s);
+    else
+        launch_stats<1>(g, x, dy, NULL, save_mean, m, c, part, s);
+    bn_sums_kernel<<<(c + 127) / 128, 128, 0, s>>>(part, g.rb, c, sums);
+    SC_CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void sc_cuda_bn_fwd_from_sums(const float *x, const float *gamma, const float *beta, const double *sums,
+                                         double count, float *y, float *save_mean, float *save_invstd,
+                                         float *running_mean, float *running_var, long long m, int c, double momentum,
+                                         double eps, void *scratch, cudaStream_t s) {
+    const int vec = bn_vec(c, x, y, NULL, NULL);
+    float *coef = (float *)scratch;
+    bn_fwd_finalize_sums_kernel<<<(c + 127) / 128, 128, 0, s>>>(sums, count, c, gamma, save_mean, save_invstd,
+                                                                running_mean, running_var, momentum, eps, coef);
+    SC_CUDA_CHECK_LAUNCH();
+    launch_apply(vec, x, coef, beta, NULL, 0, y, m, c, s);
+}
+
+extern "C" void sc_cuda_bn_bwd_from_sums(const float *x, const float *dy, const float *gamma, const float *save_mean,
+                                         const float *save_invstd, const double *local, const double *global,
+                                         double count, float *dx, float *dgamma, float *dbeta, long long m, int c,
+                                         void *scratch, cudaStream_t s) {
+    const int vec = bn_vec(c, x, dy, dx, NULL);
+    float *coef = (float *)scratch;
+    bn_bwd_finalize_sums_kernel<<<(c + 127) / 128, 128, 0, s>>>(local, global, count, c, gamma, save_mean,
+                                                                save_invstd, dgamma, dbeta, coef);
+    SC_CUDA_CHECK_LAUNCH();
+    const long long nv = m * c / vec;
+    if (vec == 4)
+        bn_bwd_apply_kernel<4><<<sc_cuda_blocks(nv, BN_THREADS), BN_THREADS, 0, s>>>(x, dy, NULL, coef, dx, m, c);
+    else
+        bn_bwd_apply_kernel<1><<<sc_cuda_blocks(nv, BN_THREADS), BN_THREADS, 0, s>>>(x, dy, NULL, coef, dx, m, c);
     SC_CUDA_CHECK_LAUNCH();
 }
 

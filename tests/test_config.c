@@ -130,7 +130,7 @@ static void check_round_trip(const sc_config *cfg, const char *what) {
 static void test_schema_table(void) {
     int n;
     const sc_config_entry *s = sc_config_schema(&n);
-    CHECKF(n == 99, "%d rows; sc_config has 99 settings", n);
+    CHECKF(n == 104, "%d rows; sc_config has 104 settings", n);
     for (int i = 0; i < n; i++) {
         const sc_config_entry *e = &s[i];
         CHECKF(sc_config_find(e->key) == e, "%s: find", e->key);
@@ -417,7 +417,7 @@ static void test_load_errors(void) {
     /* Document shape and YAML features a config does not use. */
     expect_load_error("root_scalar", "hello\n", "1:1",
                       "the top level must be a mapping of sections (run, model, data, augment, loss, optim, train, "
-                      "checkpoint, eval, tensorboard, finetune), got 'hello'",
+                      "checkpoint, eval, tensorboard, finetune, dist), got 'hello'",
                       NULL);
     expect_load_error("root_list", "- 1\n- 2\n", "1:1", "the top level must be a mapping of sections",
                       "got a sequence");

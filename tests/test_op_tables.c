@@ -30,6 +30,9 @@
     X(bn_fwd_train, 0)                                                                         \
     X(bn_fwd_eval, 0)                                                                          \
     X(bn_bwd, 0)                                                                               \
+    X(bn_sums, 0)                                                                              \
+    X(bn_fwd_from_sums, 0)                                                                     \
+    X(bn_bwd_from_sums, 0)                                                                     \
     X(bn_act_fwd_train, 1)                                                                     \
     X(bn_act_fwd_eval, 1)                                                                      \
     X(bn_relu_bwd, 1)                                                                          \

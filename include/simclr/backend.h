@@ -196,6 +196,27 @@ typedef struct sc_backend_ops {
                    const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx,
                    sc_tensor *dgamma, sc_tensor *dbeta);
 
+    /* ---- global (cross-replica) batch norm: training BN split at its reductions, so that a
+     * communicator can sum every rank's per-channel sums in between. sums are F64 [2, C].
+     * bn_sums, forward (dy NULL): sums = (sum x, sum x^2) over this rank's rows; backward:
+     *   sums = (sum dy, sum dy * (x - save_mean)).
+     * bn_fwd_from_sums: bn_fwd_train with the batch statistics of `count` rows (all ranks of
+     *   the group): mean = s / count, biased var = max(q / count - mean^2, 0), running_var
+     *   takes var * count / (count - 1). beta may be NULL.
+     * bn_bwd_from_sums: bn_bwd with the global backward sums over `count` rows for dx, and
+     *   this rank's own (`local`) for dgamma = local_q * invstd and dbeta = local_s (dbeta may
+     *   be NULL), so that the data-parallel gradient reduction over ranks sums them once. */
+    void (*bn_sums)(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *save_mean,
+                    sc_tensor *sums);
+    void (*bn_fwd_from_sums)(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
+                             const sc_tensor *sums, double count, sc_tensor *y, sc_tensor *save_mean,
+                             sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var,
+                             double momentum, double eps);
+    void (*bn_bwd_from_sums)(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                             const sc_tensor *save_mean, const sc_tensor *save_invstd, const sc_tensor *local,
+                             const sc_tensor *global, double count, sc_tensor *dx, sc_tensor *dgamma,
+                             sc_tensor *dbeta);
+
     /* ---- optional fused batch norm: NULL entries are composed by backend.c from the ops
      * above (bn, then add, then relu), which defines their semantics ----
      * y = act(bn(x) + residual) with act = ReLU when relu != 0, else the identity; residual
@@ -396,6 +417,16 @@ void sc_op_bn_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gamm
 void sc_op_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
                   const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx,
                   sc_tensor *dgamma, sc_tensor *dbeta);
+void sc_op_bn_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *save_mean,
+                   sc_tensor *sums);
+void sc_op_bn_fwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
+                            const sc_tensor *sums, double count, sc_tensor *y, sc_tensor *save_mean,
+                            sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var,
+                            double momentum, double eps);
+void sc_op_bn_bwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                            const sc_tensor *save_mean, const sc_tensor *save_invstd, const sc_tensor *local,
+                            const sc_tensor *global, double count, sc_tensor *dx, sc_tensor *dgamma,
+                            sc_tensor *dbeta);
 void sc_op_bn_act_fwd_train(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma,
                             const sc_tensor *beta, const sc_tensor *residual, int relu, sc_tensor *y,
                             sc_tensor *save_mean, sc_tensor *save_invstd, sc_tensor *running_mean,

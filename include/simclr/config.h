@@ -156,6 +156,13 @@ typedef struct sc_config {
         int nesterov;
         int baseline;             /* also fine-tune the random initialisation with the same recipe */
     } finetune;
+    struct {                      /* data-parallel training over several processes (src/dist) */
+        int global_bn;            /* batch-norm statistics over the ranks of a BN group */
+        int bn_group;             /* ranks per global-BN group (consecutive ranks); 0 = all */
+        int cross_replica;        /* negatives from every rank's batch (all-gathered z) */
+        double timeout_s;         /* a collective fails when a peer is silent this long */
+        int bucket_mb;            /* gradient all-reduce bucket size */
+    } dist;
 } sc_config;
 
 typedef enum sc_cfg_type {

@@ -19,6 +19,7 @@
 
 #include "simclr/backend.h"
 #include "simclr/config.h"
+#include "simclr/dist.h"
 #include "simclr/params.h"
 
 #ifdef __cplusplus
@@ -78,6 +79,22 @@ double sc_model_forward_macs(const sc_model *m);
  * running statistics updated, activations kept for backward) or evaluation mode (running
  * statistics). *h and *z are set to views of the model's buffers: [B, F] and [B, D]; either
  * pointer may be NULL. With z == NULL the head is skipped. */
+/* Global (cross-replica) batch norm: while a sync is set, every training-mode BN sums its
+ * per-channel statistics (forward: sum x, sum x^2; backward: sum dy, sum dy (x - mean)) over
+ * the ranks of sync->comm, which all hold batches of the same size, and normalises with the
+ * statistics of their union. local and global are F64 scratch tensors of at least
+ * 2 * sc_model_bn_max_channels elements in backend memory. A communicator failure is kept in
+ * sync->status (the first one; the pass then finishes on this rank's statistics alone), so
+ * the caller checks it after each forward and backward. NULL (the default) normalises over
+ * this process's batch. */
+typedef struct sc_bn_sync {
+    sc_comm *comm;
+    sc_tensor local, global;
+    sc_status status;
+} sc_bn_sync;
+void sc_model_set_bn_sync(sc_model *m, sc_bn_sync *sync);
+int sc_model_bn_max_channels(const sc_model *m);
+
 void sc_model_forward(sc_model *m, const sc_tensor *x, int train, sc_tensor *h, sc_tensor *z);
 
 /* Backward pass after a training-mode forward: dz [B, D] -> every gradient in the gradient

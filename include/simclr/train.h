@@ -31,6 +31,7 @@
 
 #include "simclr/backend.h"
 #include "simclr/config.h"
+#include "simclr/dist.h"
 #include "simclr/eval.h"
 
 #ifdef __cplusplus
@@ -78,6 +79,13 @@ sc_status sc_resume_locate(const sc_config *cfg, const char *resume, sc_resume_p
  * (sc_checkpoint_check_config); schedule changes are warned about. A run resumed from its
  * final checkpoint with nothing left to train returns SC_OK with already_complete set. */
 sc_status sc_train_resume(const sc_config *cfg, const sc_resume_point *rp, sc_train_result *result);
+
+/* sc_train (rp NULL) or sc_train_resume as one rank of a data-parallel job over `comm` (a
+ * TCP communicator of every rank; NULL or a world of 1: a single process). Every rank calls it
+ * with the same config; train.batch_size is the global batch. Only rank 0 writes the run
+ * directory and fills result->run_dir and result->checkpoint. A failure on one rank aborts
+ * the communicator, so the others fail at once with a message naming that rank. */
+sc_status sc_train_run(const sc_config *cfg, const sc_resume_point *rp, sc_comm *comm, sc_train_result *result);
 
 /* Ask a running sc_train to stop at the next step boundary (async-signal-safe). It then saves
  * a checkpoint (unless one of this step exists) and returns SC_ERR_INTERRUPTED. A request made

@@ -321,6 +321,61 @@ void sc_op_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const
     be->ops->bn_bwd(be, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
+/* ---- global batch norm ---- */
+
+void sc_op_bn_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *save_mean,
+                   sc_tensor *sums) {
+    int64_t m, c;
+    expect_float("bn_sums", x);
+    rows_channels(x, &m, &c);
+    if (dy) {
+        expect_same("bn_sums", "dy", dy, x);
+        EXPECT("bn_sums", "save_mean", save_mean, x->dtype, c);
+    }
+    EXPECT("bn_sums", "sums", sums, SC_F64, 2, c);
+    be->ops->bn_sums(be, x, dy, save_mean, sums);
+}
+
+void sc_op_bn_fwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
+                            const sc_tensor *sums, double count, sc_tensor *y, sc_tensor *save_mean,
+                            sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var,
+                            double momentum, double eps) {
+    int64_t m, c;
+    expect_float("bn_fwd_from_sums", x);
+    rows_channels(x, &m, &c);
+    SC_CHECK(count > 1 && count >= (double)m, "bn_fwd_from_sums: %g rows in all for %lld rows here", count, (long long)m);
+    EXPECT("bn_fwd_from_sums", "gamma", gamma, x->dtype, c);
+    if (beta) EXPECT("bn_fwd_from_sums", "beta", beta, x->dtype, c);
+    EXPECT("bn_fwd_from_sums", "sums", sums, SC_F64, 2, c);
+    expect_same("bn_fwd_from_sums", "y", y, x);
+    EXPECT("bn_fwd_from_sums", "save_mean", save_mean, x->dtype, c);
+    EXPECT("bn_fwd_from_sums", "save_invstd", save_invstd, x->dtype, c);
+    EXPECT("bn_fwd_from_sums", "running_mean", running_mean, x->dtype, c);
+    EXPECT("bn_fwd_from_sums", "running_var", running_var, x->dtype, c);
+    be->ops->bn_fwd_from_sums(be, x, gamma, beta, sums, count, y, save_mean, save_invstd, running_mean, running_var,
+                              momentum, eps);
+}
+
+void sc_op_bn_bwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                            const sc_tensor *save_mean, const sc_tensor *save_invstd, const sc_tensor *local,
+                            const sc_tensor *global, double count, sc_tensor *dx, sc_tensor *dgamma,
+                            sc_tensor *dbeta) {
+    int64_t m, c;
+    expect_float("bn_bwd_from_sums", x);
+    rows_channels(x, &m, &c);
+    SC_CHECK(count >= (double)m, "bn_bwd_from_sums: %g rows in all for %lld rows here", count, (long long)m);
+    expect_same("bn_bwd_from_sums", "dy", dy, x);
+    EXPECT("bn_bwd_from_sums", "gamma", gamma, x->dtype, c);
+    EXPECT("bn_bwd_from_sums", "save_mean", save_mean, x->dtype, c);
+    EXPECT("bn_bwd_from_sums", "save_invstd", save_invstd, x->dtype, c);
+    EXPECT("bn_bwd_from_sums", "local", local, SC_F64, 2, c);
+    EXPECT("bn_bwd_from_sums", "global", global, SC_F64, 2, c);
+    expect_same("bn_bwd_from_sums", "dx", dx, x);
+    EXPECT("bn_bwd_from_sums", "dgamma", dgamma, x->dtype, c);
+    if (dbeta) EXPECT("bn_bwd_from_sums", "dbeta", dbeta, x->dtype, c);
+    be->ops->bn_bwd_from_sums(be, x, dy, gamma, save_mean, save_invstd, local, global, count, dx, dgamma, dbeta);
+}
+
 /* ---- fused batch norm: the backend's entry, or the composition that defines it ---- */
 
 static void check_bn_act(const char *op, const sc_tensor *x, const sc_tensor *residual,

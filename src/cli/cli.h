@@ -29,6 +29,7 @@ int sc_bench_step(int argc, char **argv);
 int sc_bench_ntxent(int argc, char **argv);
 int sc_bench_lars(int argc, char **argv);
 int sc_bench_loader(int argc, char **argv);
+int sc_bench_allreduce(int argc, char **argv);
 
 /* bench_util.c: shared by the kernel benchmarks */
 typedef struct sc_bench_stats {

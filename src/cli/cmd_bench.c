@@ -16,6 +16,7 @@ static const struct {
 } benches[] = {
     {"step", sc_bench_step, "one SimCLR training step on synthetic data (views/s, TFLOP/s)"},
     {"ntxent", sc_bench_ntxent, "the contrastive loss, forward + backward (ms, extra memory, TFLOP/s)"},
+    {"allreduce", sc_bench_allreduce, "the gradient all-reduce (ResNet-50 size) and a model of multi-GPU scaling"},
     {"lars", sc_bench_lars, "the optimizer step on the ResNet-50 parameters (ms, GB/s vs a device copy)"},
     {"loader", sc_bench_loader, "the data loader: views/s and images/s per core for 1, 2, 4, ... workers"},
 };

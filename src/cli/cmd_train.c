@@ -3,17 +3,31 @@
  * overrides), run the trainer (a new run, or --resume auto|PATH), print a summary with the
  * linear-probe result. Resuming without --config starts from the checkpoint's stored config,
  * so `simclr train --resume auto` alone continues the run exactly as it was configured.
+ *
+ * Several ranks: `--gpus N` makes this process a launcher that forks N ranks on this node
+ * (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set for each), forwards stop
+ * signals to them, and when one fails stops the others and exits non-zero naming it. A rank
+ * (launched so, or by torchrun, mpirun or srun: see sc_dist_env_read) connects to the others
+ * over TCP, takes CUDA device LOCAL_RANK when run.device is auto or cuda, and trains its
+ * shard; only rank 0 prints the summary.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "simclr/dist.h"
+#include "simclr/log.h"
 #include "simclr/train.h"
 
 static const char train_usage[] =
     "usage: simclr train [--config FILE] [--set KEY=VALUE]... [--device DEV] [--name NAME] [--resume auto|PATH]\n"
+    "                    [--gpus N]\n"
     "\n"
     "Pretrain an encoder with SimCLR. Without --config, runs the embedded default\n"
     "(configs/fashion_mnist.yaml): a width-1/8 ResNet-18 on Fashion-MNIST, then a linear probe\n"
@@ -28,6 +42,11 @@ static const char train_usage[] =
     "                     (its newest valid checkpoint; a new run there when it has none), or a run\n"
     "                     directory, or a checkpoint file. Without --config the checkpoint's config is\n"
     "                     used (--set still applies); keys that define the model must not change.\n"
+    "  --gpus N           data-parallel training on N ranks of this node, one process per GPU (rank r on\n"
+    "                     cuda:r); with --device cpu, N CPU processes. train.batch_size is the global\n"
+    "                     batch. Under torchrun, mpirun or srun leave --gpus out: the ranks are read from\n"
+    "                     RANK/WORLD_SIZE/LOCAL_RANK, OMPI_COMM_WORLD_*, or SLURM_PROCID/NTASKS/LOCALID,\n"
+    "                     with rank 0 at MASTER_ADDR:MASTER_PORT (default 127.0.0.1:29500)\n"
     "  --print-config     print the resolved config and exit\n"
     "  -h, --help         this text\n"
     "\n"
@@ -61,12 +80,108 @@ static void print_summary(const sc_train_result *r) {
     }
 }
 
+/* ---- the launcher of --gpus N ---------------------------------------------------------------- */
+
+static pid_t launched[1024];
+static int nlaunched;
+
+static void forward_signal(int sig) {
+    for (int r = 0; r < nlaunched; r++)
+        if (launched[r] > 0) kill(launched[r], sig);
+}
+
+/* Fork n ranks that return to train; the parent waits for them and returns its exit code
+ * (>= 0), a rank returns -1. */
+static int launch_ranks(int n) {
+    char port[16], num[16];
+    if (!getenv("MASTER_ADDR")) setenv("MASTER_ADDR", "127.0.0.1", 1);
+    if (!getenv("MASTER_PORT")) {
+        snprintf(port, sizeof port, "%d", sc_dist_free_port());
+        setenv("MASTER_PORT", port, 1);
+    }
+    snprintf(num, sizeof num, "%d", n);
+    setenv("WORLD_SIZE", num, 1);
+    fflush(NULL);
+    for (int r = 0; r < n; r++) {
+        pid_t p = fork();
+        if (p < 0) {
+            fprintf(stderr, "simclr: error: cannot start rank %d: %s\n", r, strerror(errno));
+            forward_signal(SIGKILL);
+            return SC_EXIT_FAIL;
+        }
+        if (p == 0) {
+            setpgid(0, 0); /* the terminal's Ctrl-C reaches the launcher only, which forwards it once */
+            snprintf(num, sizeof num, "%d", r);
+            setenv("RANK", num, 1);
+            setenv("LOCAL_RANK", num, 1);
+            return -1;
+        }
+        launched[nlaunched++] = p;
+    }
+    struct sigaction sa = {.sa_handler = forward_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    int code = SC_EXIT_OK, failed = -1, left = n;
+    double failed_at = 0;
+    while (left > 0) {
+        int status;
+        pid_t p = waitpid(-1, &status, failed >= 0 ? WNOHANG : 0);
+        if (p < 0 && errno == EINTR) continue;
+        if (p < 0) break;
+        if (p == 0) { /* the others were told to stop; give them 10 s to save and leave */
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if ((double)now.tv_sec - failed_at > 10.0) forward_signal(SIGKILL);
+            continue;
+        }
+        int r = 0;
+        while (r < n && launched[r] != p) r++;
+        launched[r] = 0;
+        left--;
+        int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (ok || failed >= 0) continue;
+        failed = r;
+        if (WIFSIGNALED(status)) {
+            fprintf(stderr, "simclr: rank %d was killed by signal %d; stopping the other ranks\n", r, WTERMSIG(status));
+            code = SC_EXIT_FAIL;
+        } else {
+            code = WEXITSTATUS(status);
+            fprintf(stderr, "simclr: rank %d exited with status %d; stopping the other ranks\n", r, code);
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        failed_at = (double)now.tv_sec;
+        forward_signal(SIGTERM);
+    }
+    return code;
+}
+
+/* Device of a rank: cuda:LOCAL_RANK when the config asks for a GPU without naming one. */
+static void rank_device(sc_config *cfg, const sc_dist_env *env) {
+    int want_gpu = strcmp(cfg->run.device, "cuda") == 0 || (strcmp(cfg->run.device, "auto") == 0 && sc_cuda_device_count() > 0);
+    if (want_gpu) snprintf(cfg->run.device, sizeof cfg->run.device, "cuda:%d", env->local_rank);
+}
+
 int sc_cmd_train(int argc, char **argv) {
-    static const char *const own[] = {"--resume", NULL};
+    static const char *const own[] = {"--resume", "--gpus", NULL};
     sc_cli_opts opts;
     int code = sc_cli_parse_ex(argc, argv, &opts, train_usage, own);
     if (code >= 0) return code;
     const char *resume = opts.extra[0];
+    int gpus = 0;
+    if (opts.extra[1]) {
+        char *end;
+        long g = strtol(opts.extra[1], &end, 10);
+        if (*end || g < 1 || g > 1024) {
+            fprintf(stderr, "simclr: error: --gpus '%s' must be a number of ranks from 1 to 1024\n", opts.extra[1]);
+            return SC_EXIT_USAGE;
+        }
+        gpus = (int)g;
+    }
     if (opts.npos > 0) {
         fprintf(stderr, "simclr: error: unexpected argument '%s' (see simclr train --help)\n", opts.pos[0]);
         return SC_EXIT_USAGE;
@@ -88,10 +203,27 @@ int sc_cmd_train(int argc, char **argv) {
         free(yaml);
         return SC_EXIT_OK;
     }
+    if (gpus > 1) {
+        int launcher_code = launch_ranks(gpus);
+        if (launcher_code >= 0) return launcher_code;
+    }
+    sc_dist_env env;
+    st = sc_dist_env_read(&env);
+    if (st != SC_OK) return sc_cli_fail(st);
+    sc_comm *comm = NULL;
+    if (env.world_size > 1) {
+        sc_log_set_rank(env.rank);
+        rank_device(&cfg, &env);
+        st = sc_comm_tcp_create(&env, cfg.dist.timeout_s, &comm);
+        if (st != SC_OK) return sc_cli_fail(st);
+    }
     sc_cli_install_stop_handlers();
     sc_train_result res;
-    st = resume ? sc_train_resume(&cfg, &rp, &res) : sc_train(&cfg, &res);
-    if (st == SC_OK || st == SC_ERR_INTERRUPTED) print_summary(&res);
+    st = sc_train_run(&cfg, resume ? &rp : NULL, comm, &res);
+    if (st != SC_OK && comm && !strstr(sc_last_error(), "rank "))
+        sc_error_wrap(st, "rank %d", env.rank); /* every multi-rank error names its rank */
+    sc_comm_destroy(comm);
+    if ((st == SC_OK || st == SC_ERR_INTERRUPTED) && env.rank == 0) print_summary(&res);
     int sig = sc_cli_stop_signal();
     if (st == SC_ERR_INTERRUPTED && (sig == SIGTERM || sig == SIGUSR1)) {
         fprintf(stderr, "simclr: %s; exiting with status 0 (continue with: simclr train --resume auto ...)\n",

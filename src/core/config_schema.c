@@ -200,7 +200,8 @@ static const sc_config_entry schema[] = {
 
     /* train */
     INT(train.batch_size, 2, 1048576, "256",
-        "Images per optimisation step, each giving two augmented views (SimCLR: 4096)."),
+        "Images per optimisation step over all ranks (each rank takes batch_size / world size), each giving "
+        "two augmented views (SimCLR: 4096)."),
     FLOAT(train.epochs, 1e-6, 1e6, "100",
           "Training length in passes over the dataset; fractions are allowed (SimCLR: 100 to 800)."),
     INT(train.max_steps, 0, 1e15, "0",
@@ -268,6 +269,18 @@ static const sc_config_entry schema[] = {
     BOOL(finetune.baseline, "true",
          "Also fine-tune the same encoder at its random initialisation (supervised training from "
          "scratch on the same labels) as the baseline."),
+    /* dist */
+    BOOL(dist.global_bn, "true",
+         "With several ranks: batch norm over the union of the batches of a BN group (SimCLR's global BN), "
+         "not over each rank's batch."),
+    INT(dist.bn_group, 0, 1048576, "0",
+        "Ranks per global-BN group (consecutive ranks; must divide the world size); 0 = all ranks."),
+    BOOL(dist.cross_replica, "true",
+         "With several ranks: every rank's embeddings are negatives for every anchor (all-gathered), as in "
+         "SimCLR; false uses only the rank's own batch."),
+    FLOAT(dist.timeout_s, 0.1, 86400, "300",
+          "A collective fails when a peer sends nothing for this long (a dead rank fails the others at once)."),
+    INT(dist.bucket_mb, 1, 4096, "25", "Gradient all-reduce bucket size in MiB."),
 };
 
 const sc_config_entry *sc_config_schema(int *count) {

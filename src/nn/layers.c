@@ -1,6 +1,11 @@
 /*
  * layers.c - convolution and batch-norm layers over the flat parameter buffers
  * (see layers.h).
+ *
+ * Training-mode BN has two paths: the backend's BN ops over this process's batch, or, when
+ * the context carries a sc_bn_sync, global BN: the per-channel sums of every rank of the
+ * group are all-reduced between the two halves of the op (sc_op_bn_sums, then
+ * sc_op_bn_*_from_sums), with the residual add and ReLU as separate ops.
  */
 #include "layers.h"
 
@@ -81,6 +86,59 @@ void sc_conv_layer_bwd(const sc_nn_ctx *ctx, const sc_conv_layer *l, const sc_te
     if (dx) sc_op_conv2d_bwd_data(ctx->be, &d, dy, &w, dx, &ws);
 }
 
+/* ---- global batch norm ---- */
+
+/* The [2, c] views of the sync's scratch. */
+static void sync_views(const sc_bn_sync *s, int c, sc_tensor *local, sc_tensor *global) {
+    *local = sc_tensor_2d(s->local.data, SC_F64, 2, c);
+    *global = sc_tensor_2d(s->global.data, SC_F64, 2, c);
+}
+
+static double rows_of(const sc_tensor *x) { return (double)(sc_tensor_numel(x) / x->shape[x->ndim - 1]); }
+
+/* Sum `t` over the group in place, unless an earlier call of this pass failed. */
+static void group_sum(sc_bn_sync *s, sc_tensor *t) {
+    if (s->status == SC_OK) s->status = sc_comm_allreduce_sum(s->comm, t->data, sc_tensor_numel(t), SC_F64);
+}
+
+/* y = act(bn(x) + residual) with the statistics of the whole group. */
+static void bn_global_fwd(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x, const sc_tensor *residual,
+                          int relu, sc_tensor *y) {
+    const sc_param_table *t = ctx->table;
+    sc_bn_sync *s = ctx->bn_sync;
+    sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
+    sc_tensor beta = l->beta >= 0 ? sc_params_view(t, l->beta, ctx->params, ctx->dtype) : (sc_tensor){0};
+    sc_tensor mean = sc_params_view(t, l->mean, ctx->params, ctx->dtype);
+    sc_tensor var = sc_params_view(t, l->var, ctx->params, ctx->dtype);
+    sc_tensor sums, unused;
+    sync_views(s, l->c, &sums, &unused);
+    sc_op_bn_sums(ctx->be, x, NULL, NULL, &sums);
+    group_sum(s, &sums);
+    sc_op_bn_fwd_from_sums(ctx->be, x, &gamma, l->beta >= 0 ? &beta : NULL, &sums, rows_of(x) * s->comm->world_size,
+                           y, &l->save_mean, &l->save_invstd, &mean, &var, SC_BN_MOMENTUM, SC_BN_EPS);
+    if (residual) sc_op_add(ctx->be, y, residual, y);
+    if (relu) sc_op_relu_fwd(ctx->be, y, y);
+}
+
+/* dx, dgamma, dbeta of a global BN; dy is the gradient of the BN output. */
+static void bn_global_bwd(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x, const sc_tensor *dy,
+                          sc_tensor *dx) {
+    const sc_param_table *t = ctx->table;
+    sc_bn_sync *s = ctx->bn_sync;
+    sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
+    sc_tensor dgamma = sc_params_view(t, l->gamma, ctx->grads, ctx->dtype);
+    sc_tensor dbeta = l->beta >= 0 ? sc_params_view(t, l->beta, ctx->grads, ctx->dtype) : (sc_tensor){0};
+    sc_tensor local, global;
+    sync_views(s, l->c, &local, &global);
+    sc_op_bn_sums(ctx->be, x, dy, &l->save_mean, &local);
+    ctx->be->ops->copy(ctx->be, global.data, local.data, sc_tensor_nbytes(&local));
+    group_sum(s, &global);
+    sc_op_bn_bwd_from_sums(ctx->be, x, dy, &gamma, &l->save_mean, &l->save_invstd, &local, &global,
+                           rows_of(x) * s->comm->world_size, dx, &dgamma, l->beta >= 0 ? &dbeta : NULL);
+}
+
+/* ---- per-process and global batch norm ---- */
+
 void sc_bn_layer_fwd(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x, sc_tensor *y, int train) {
     const sc_param_table *t = ctx->table;
     sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
@@ -88,7 +146,9 @@ void sc_bn_layer_fwd(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x, s
     sc_tensor mean = sc_params_view(t, l->mean, ctx->params, ctx->dtype);
     sc_tensor var = sc_params_view(t, l->var, ctx->params, ctx->dtype);
     const sc_tensor *b = l->beta >= 0 ? &beta : NULL;
-    if (train)
+    if (train && ctx->bn_sync)
+        bn_global_fwd(ctx, l, x, NULL, 0, y);
+    else if (train)
         sc_op_bn_fwd_train(ctx->be, x, &gamma, b, y, &l->save_mean, &l->save_invstd, &mean, &var,
                            SC_BN_MOMENTUM, SC_BN_EPS);
     else
@@ -97,6 +157,10 @@ void sc_bn_layer_fwd(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *x, s
 
 void sc_bn_layer_bwd(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x,
                      const sc_tensor *dy, sc_tensor *dx) {
+    if (ctx->bn_sync) {
+        bn_global_bwd(ctx, l, x, dy, dx);
+        return;
+    }
     const sc_param_table *t = ctx->table;
     sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
     sc_tensor dgamma = sc_params_view(t, l->gamma, ctx->grads, ctx->dtype);
@@ -113,7 +177,9 @@ void sc_bn_layer_fwd_act(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *
     sc_tensor mean = sc_params_view(t, l->mean, ctx->params, ctx->dtype);
     sc_tensor var = sc_params_view(t, l->var, ctx->params, ctx->dtype);
     const sc_tensor *b = l->beta >= 0 ? &beta : NULL;
-    if (train)
+    if (train && ctx->bn_sync)
+        bn_global_fwd(ctx, l, x, residual, relu, y);
+    else if (train)
         sc_op_bn_act_fwd_train(ctx->be, x, &gamma, b, residual, relu, y, &l->save_mean, &l->save_invstd,
                                &mean, &var, SC_BN_MOMENTUM, SC_BN_EPS);
     else
@@ -122,6 +188,12 @@ void sc_bn_layer_fwd_act(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *
 
 void sc_bn_layer_bwd_relu(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x,
                           const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx) {
+    if (ctx->bn_sync) {
+        sc_tensor g = *dy; /* consumed: the gradient through the ReLU in place */
+        sc_op_relu_bwd(ctx->be, y, dy, &g);
+        bn_global_bwd(ctx, l, x, &g, dx);
+        return;
+    }
     const sc_param_table *t = ctx->table;
     sc_tensor gamma = sc_params_view(t, l->gamma, ctx->params, ctx->dtype);
     sc_tensor dgamma = sc_params_view(t, l->gamma, ctx->grads, ctx->dtype);

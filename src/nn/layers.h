@@ -11,6 +11,7 @@
 
 #include "simclr/arena.h"
 #include "simclr/backend.h"
+#include "simclr/model.h"
 #include "simclr/params.h"
 
 /* Where a pass reads parameters and writes gradients. */
@@ -21,6 +22,7 @@ typedef struct sc_nn_ctx {
     void *params; /* flat parameter buffer */
     void *grads;  /* flat gradient buffer */
     sc_tensor ws; /* convolution workspace */
+    sc_bn_sync *bn_sync; /* global batch norm over these ranks; NULL: this process's batch */
 } sc_nn_ctx;
 
 typedef struct sc_conv_layer {

@@ -21,6 +21,7 @@ struct sc_model {
     sc_backend *be;
     sc_dtype dtype;
     sc_param_table table;
+    sc_bn_sync *bn_sync; /* global batch norm (not owned), NULL for per-process BN */
     sc_resnet *enc;
     sc_head *head;
     void *params, *grads, *state; /* flat buffers of table.total elements */
@@ -143,13 +144,22 @@ int sc_model_out_dim(const sc_model *m) { return sc_head_out_dim(m->head); }
 size_t sc_model_activation_bytes(const sc_model *m) { return m->block_bytes; }
 double sc_model_forward_macs(const sc_model *m) { return m->macs; }
 
+void sc_model_set_bn_sync(sc_model *m, sc_bn_sync *sync) { m->bn_sync = sync; }
+
+int sc_model_bn_max_channels(const sc_model *m) {
+    int64_t c = 0;
+    for (int i = 0; i < m->table.count; i++)
+        if ((m->table.rows[i].flags & SC_PARAM_BN) && m->table.rows[i].numel > c) c = m->table.rows[i].numel;
+    return (int)c;
+}
+
 sc_tensor sc_model_param_buffer(sc_model *m) { return sc_tensor_1d(m->params, m->dtype, m->table.total); }
 sc_tensor sc_model_grad_buffer(sc_model *m) { return sc_tensor_1d(m->grads, m->dtype, m->table.total); }
 sc_tensor sc_model_state_buffer(sc_model *m) { return sc_tensor_1d(m->state, m->dtype, m->table.total); }
 
 static sc_nn_ctx make_ctx(sc_model *m) {
     sc_nn_ctx ctx = {.be = m->be, .table = &m->table, .dtype = m->dtype, .params = m->params,
-                     .grads = m->grads, .ws = m->ws};
+                     .grads = m->grads, .ws = m->ws, .bn_sync = m->bn_sync};
     return ctx;
 }
 

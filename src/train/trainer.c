@@ -10,6 +10,16 @@
  * is a pure function of (seed, epoch, sample, view), so restoring those continues the run bit
  * for bit. The run directory is locked (flock on .lock) while a process trains in it, which
  * makes removing the temporary files of a killed save at start-up safe.
+ *
+ * Data parallel (a communicator of W > 1 ranks): train.batch_size is the global batch; rank r
+ * trains on its shard of B / W images of every global batch (the loader's sharding). BN
+ * statistics are summed over the BN group (dist.global_bn, dist.bn_group) and embeddings
+ * gathered for cross-replica negatives (dist.cross_replica); the gradient buffer is averaged
+ * over the ranks in dist.bucket_mb buckets after the backward pass, so the optimizer step is
+ * identical everywhere and the weights stay equal. The per-step loss, accuracy and stop
+ * request are reduced over the ranks, so every rank takes the same decisions. Only rank 0
+ * writes the run directory (logs, metrics, checkpoints, TensorBoard, evaluations). On a CUDA
+ * backend the data collectives run on an NCCL communicator made over the given (TCP) one.
  */
 #include "simclr/train.h"
 
@@ -32,6 +42,7 @@
 #include "simclr/backend.h"
 #include "simclr/checkpoint.h"
 #include "simclr/data.h"
+#include "simclr/dist.h"
 #include "simclr/export.h"
 #include "simclr/log.h"
 #include "simclr/loss.h"
@@ -216,9 +227,20 @@ typedef struct trainer {
     int resumed_final;         /* continued from final.safetensors */
     char resumed_path[1100];   /* the checkpoint continued from, "" for a new run */
     sc_monitor mon; /* TensorBoard and the kNN monitor */
+    /* data parallel */
+    sc_comm *comm;       /* the job's (host) communicator, not owned; NULL for one process */
+    sc_comm *dcomm;      /* collectives on backend buffers: comm on the CPU, NCCL on CUDA */
+    sc_comm *bn_comm;    /* the global-BN group when it is smaller than the world (owned) */
+    int owns_dcomm;
+    int rank, world, root;
+    sc_bn_sync bn_sync;
+    void *bn_sums;       /* backend memory of bn_sync.local and .global */
 } trainer;
 
 static void trainer_release(trainer *t) {
+    if (t->be) sc_backend_free(t->be, t->bn_sums);
+    sc_comm_destroy(t->bn_comm);
+    if (t->owns_dcomm) sc_comm_destroy(t->dcomm);
     sc_monitor_close(&t->mon);
     if (t->have_opt) sc_optimizer_free(&t->opt);
     if (t->have_loss) sc_loss_free(&t->loss);
@@ -306,6 +328,33 @@ static sc_status open_run_dir(trainer *t, const sc_config *cfg, const sc_resume_
     return write_run_info(t->run_dir, cfg, t->be, resuming ? rp->checkpoint : NULL);
 }
 
+/* Loss and global BN: the part of the set-up after the model that every rank does. */
+static sc_status setup_compute(trainer *t, const sc_config *cfg, int views) {
+    sc_contrastive_desc ld = sc_loss_desc_from_config(cfg);
+    if (t->world > 1 && cfg->dist.cross_replica)
+        SC_TRY(sc_loss_init_dist(&t->loss, t->be, &ld, views, sc_model_out_dim(t->model), SC_F32, t->dcomm));
+    else
+        SC_TRY(sc_loss_init(&t->loss, t->be, &ld, views, sc_model_out_dim(t->model), SC_F32));
+    t->have_loss = 1;
+    const int group = cfg->dist.bn_group > 0 ? cfg->dist.bn_group : t->world;
+    if (t->world > 1 && cfg->dist.global_bn && group > 1) {
+        if (t->world % group)
+            return sc_errorf(SC_ERR_CONFIG, "dist.bn_group %d does not divide the %d ranks", group, t->world);
+        sc_comm *bc = t->dcomm;
+        if (group < t->world) {
+            SC_TRY(sc_comm_split(t->dcomm, group, &t->bn_comm));
+            bc = t->bn_comm;
+        }
+        const int64_t n = 2 * (int64_t)sc_model_bn_max_channels(t->model);
+        SC_TRY(sc_backend_alloc(t->be, 2 * (size_t)n * sizeof(double), "the global batch-norm sums", &t->bn_sums));
+        t->bn_sync = (sc_bn_sync){.comm = bc,
+                                  .local = sc_tensor_1d(t->bn_sums, SC_F64, n),
+                                  .global = sc_tensor_1d((double *)t->bn_sums + n, SC_F64, n)};
+        sc_model_set_bn_sync(t->model, &t->bn_sync);
+    }
+    return SC_OK;
+}
+
 static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
     SC_TRY(sc_config_validate(cfg));
     const char *ckpt = rp && rp->checkpoint[0] ? rp->checkpoint : NULL;
@@ -328,17 +377,29 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     }
     /* device, data and the initial weights first: a bad path, device or init_from file fails
      * before a run directory is created or touched */
+    if (cfg->train.batch_size % t->world || cfg->train.batch_size / t->world < 2)
+        return sc_errorf(SC_ERR_CONFIG, "train.batch_size %d does not split into %d ranks of at least 2 images",
+                         cfg->train.batch_size, t->world);
     sc_backend_options bo = sc_train_backend_options(cfg);
     SC_TRY(sc_backend_create(cfg->run.device, &bo, &t->be));
-    t->graph_off = !(cfg->run.cuda_graph && sc_backend_can_capture(t->be));
+    /* collectives interleave with host work on every step: no step graph in a multi-rank run */
+    t->graph_off = !(cfg->run.cuda_graph && sc_backend_can_capture(t->be)) || t->world > 1;
+    if (t->world > 1 && t->be->kind == SC_DEVICE_CUDA) {
+        SC_TRY(sc_comm_nccl_create(t->comm, t->be, cfg->dist.timeout_s, &t->dcomm));
+        t->owns_dcomm = 1;
+    } else {
+        t->dcomm = t->comm;
+    }
     SC_TRY(sc_dataset_open(cfg, SC_SPLIT_TRAIN, &t->data));
     sc_augment_params aug;
     SC_TRY(sc_augment_params_from_config(cfg, &t->data, &aug));
     t->image_size = aug.out_size;
     const int device_augment = cfg->data.augment_on == SC_AUGMENT_ON_GPU;
-    sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = cfg->train.batch_size,
+    const int local_batch = cfg->train.batch_size / t->world;
+    sc_loader_options lo = {.dataset = &t->data, .aug = aug, .mode = SC_LOADER_TRAIN, .batch_size = local_batch,
                             .workers = cfg->data.workers, .prefetch = cfg->data.prefetch, .seed = (uint64_t)cfg->run.seed,
-                            .rank = 0, .world_size = 1, .output = device_augment ? SC_LOADER_CROPS : SC_LOADER_VIEWS,
+                            .rank = t->rank, .world_size = t->world,
+                            .output = device_augment ? SC_LOADER_CROPS : SC_LOADER_VIEWS,
                             .allocator = sc_feeder_allocator(t->be)};
     SC_TRY(sc_loader_create(&lo, &t->loader));
     SC_TRY(sc_feeder_create(t->be, t->loader, &aug, lo.seed, lo.batch_size, device_augment, &t->feeder));
@@ -349,7 +410,7 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     if (per_epoch < 1)
         return sc_errorf(SC_ERR_CONFIG, "train.batch_size %d exceeds the %lld images of %s", cfg->train.batch_size,
                          (long long)t->data.count, t->data.name);
-    int views = 2 * cfg->train.batch_size;
+    int views = 2 * local_batch; /* this rank's rows */
     sc_model_config mc = sc_model_config_from(cfg, aug.out_channels);
     SC_TRY(sc_model_create(&mc, t->be, SC_F32, &t->model));
     sc_model_init_params(t->model, (uint64_t)cfg->run.seed);
@@ -371,6 +432,15 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
         SC_TRY(sc_import_encoder(t->model, cfg->model.init_from));
     }
 
+    if (t->world > 1) { /* every rank starts from rank 0's weights and optimizer state */
+        sc_tensor p = sc_model_param_buffer(t->model), s = sc_model_state_buffer(t->model);
+        SC_TRY(sc_comm_broadcast(t->dcomm, p.data, p.shape[0], SC_F32, 0));
+        SC_TRY(sc_comm_broadcast(t->dcomm, s.data, s.shape[0], SC_F32, 0));
+    }
+    if (!t->root) {
+        SC_TRY(sc_model_plan(t->model, views, aug.out_size, aug.out_size));
+        return setup_compute(t, cfg, views);
+    }
     SC_TRY(open_run_dir(t, cfg, rp, res));
     if (ckpt) {
         char dir[1100];
@@ -396,6 +466,11 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
     SC_INFO("data %s: %lld images %s -> views %dx%dx%d, %lld steps per epoch, %d workers, augmentation on the %s",
             t->data.name, (long long)t->data.count, stored, aug.out_size, aug.out_size, aug.out_channels,
             (long long)per_epoch, cfg->data.workers, device_augment ? "device" : "CPU");
+    if (t->world > 1)
+        SC_INFO("data parallel over %d ranks (%s): %d images per rank and step, batch norm %s, negatives %s",
+                t->world, t->dcomm->ops->name, local_batch,
+                cfg->dist.global_bn ? (cfg->dist.bn_group ? "over groups of dist.bn_group ranks" : "over all ranks") : "per rank",
+                cfg->dist.cross_replica ? "from every rank" : "from each rank's batch");
     SC_TRY(sc_model_plan(t->model, views, aug.out_size, aug.out_size));
     const sc_param_table *pt = sc_model_params(t->model);
     SC_INFO("model %s (%s stem, width %g): %lld trainable parameters in %d tensors, features %d, z %d, %.1f MiB of activations",
@@ -403,10 +478,9 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
             cfg->model.width, (long long)sc_params_trainable(pt), pt->count, sc_model_feature_dim(t->model),
             sc_model_out_dim(t->model), (double)sc_model_activation_bytes(t->model) / 1048576.0);
 
-    sc_contrastive_desc ld = sc_loss_desc_from_config(cfg);
-    SC_TRY(sc_loss_init(&t->loss, t->be, &ld, views, sc_model_out_dim(t->model), SC_F32));
-    t->have_loss = 1;
+    SC_TRY(setup_compute(t, cfg, views));
     SC_TRY(sc_monitor_open(&t->mon, cfg, t->run_dir, &t->data, &aug, t->metrics));
+    sc_contrastive_desc ld = t->loss.desc;
     SC_INFO("optimizer %s: peak lr %.4g (%s scaling of %.4g at batch %d), %lld warmup + cosine to step %lld, wd %g; loss %s%s, tau %g",
             sc_config_enum_name("optim.name", cfg->optim.name), sched.peak_lr,
             sc_config_enum_name("optim.lr_scaling", cfg->optim.lr_scaling), cfg->optim.lr, cfg->train.batch_size,
@@ -430,16 +504,36 @@ static void log_bad_images(const trainer *t) {
     SC_WARN("%s", line);
 }
 
+/* grads [P] <- the mean over the ranks, in buckets of dist.bucket_mb. */
+static sc_status allreduce_gradients(trainer *t) {
+    sc_tensor grads = sc_model_grad_buffer(t->model);
+    const int64_t total = grads.shape[0];
+    const int64_t bucket = ((int64_t)t->cfg->dist.bucket_mb << 20) / (int64_t)sizeof(float);
+    for (int64_t at = 0; at < total; at += bucket) {
+        int64_t n = total - at < bucket ? total - at : bucket;
+        SC_TRY(sc_comm_allreduce_mean(t->dcomm, (float *)grads.data + at, n, SC_F32));
+    }
+    return SC_OK;
+}
+
 /* The device part of a step, x [2B, S, S, C] -> z -> loss -> dz -> gradients -> update, with
- * the learning rate already in opt->lr: no host transfer, so it can be recorded. */
-static void device_step(trainer *t, const sc_tensor *x) {
+ * the learning rate already in opt->lr: no host transfer in a single process, so it can be
+ * recorded. With several ranks: global BN, cross-replica loss and the gradient mean. */
+static sc_status device_step(trainer *t, const sc_tensor *x) {
     sc_tensor z, dz;
     sc_model_forward(t->model, x, 1, NULL, &z);
-    sc_loss_compute(&t->loss, &z, &dz);
+    if (t->bn_sync.status != SC_OK) return t->bn_sync.status;
+    if (t->loss.comm)
+        SC_TRY(sc_loss_compute_dist(&t->loss, &z, &dz));
+    else
+        sc_loss_compute(&t->loss, &z, &dz);
     sc_model_backward(t->model, &dz);
+    if (t->bn_sync.status != SC_OK) return t->bn_sync.status;
+    if (t->world > 1) SC_TRY(allreduce_gradients(t));
     sc_tensor params = sc_model_param_buffer(t->model), grads = sc_model_grad_buffer(t->model);
     sc_tensor state = sc_model_state_buffer(t->model);
     sc_optimizer_apply(&t->opt, sc_model_params(t->model), &params, &grads, &state);
+    return SC_OK;
 }
 
 /* Runs the device step: replays the recorded graph for this input buffer when there is one;
@@ -447,7 +541,7 @@ static void device_step(trainer *t, const sc_tensor *x) {
  * records it instead and replays the recording. The feeder alternates between two input
  * buffers and a graph reads fixed addresses, so each buffer gets its own recording. Only full
  * batches are recorded (a graph's shapes are fixed). */
-static void run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
+static sc_status run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
     int slot = -1, free_slot = -1;
     for (int g = 0; g < 2; g++) {
         if (t->graph[g] && t->graph_input[g] == x->data) slot = g;
@@ -455,27 +549,37 @@ static void run_device_step(trainer *t, const sc_tensor *x, int full_batch) {
     }
     if (slot >= 0 && full_batch) {
         sc_step_graph_launch(t->be, t->graph[slot]);
-        return;
+        return SC_OK;
     }
     if (t->graph_off || !full_batch || t->eager_steps == 0 || free_slot < 0) {
-        device_step(t, x);
         t->eager_steps++;
-        return;
+        return device_step(t, x);
     }
     sc_status st = sc_backend_capture_begin(t->be);
     if (st == SC_OK) {
-        device_step(t, x);
-        st = sc_backend_capture_end(t->be, &t->graph[free_slot]);
+        st = device_step(t, x);
+        sc_status end = sc_backend_capture_end(t->be, &t->graph[free_slot]);
+        if (st == SC_OK) st = end;
     }
     if (st != SC_OK) {
         SC_WARN("running steps without a step graph: %s", sc_last_error());
         t->graph_off = 1;
-        device_step(t, x);
-        return;
+        return device_step(t, x);
     }
     t->graph_input[free_slot] = x->data;
     SC_INFO("recorded the training step on input buffer %d as a CUDA graph; replaying it from now on", free_slot);
     sc_step_graph_launch(t->be, t->graph[free_slot]);
+    return SC_OK;
+}
+
+/* loss, accuracy: the means over the ranks; *stop: whether any rank was asked to stop. */
+static sc_status reduce_step_values(trainer *t, double *loss, double *acc, int *stop) {
+    double v[3] = {*loss, *acc, *stop ? 1.0 : 0.0};
+    SC_TRY(sc_comm_allreduce_sum(t->comm, v, 3, SC_F64));
+    *loss = v[0] / t->world;
+    *acc = v[1] / t->world;
+    *stop = v[2] > 0;
+    return SC_OK;
 }
 
 static sc_status run_loop(trainer *t, sc_train_result *res) {
@@ -493,31 +597,37 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
         return SC_OK;
     }
     sc_progress prog;
-    sc_progress_init(&prog, cfg->run.progress, first, total, cfg->run.log_every);
+    sc_progress_init(&prog, t->root ? cfg->run.progress : SC_PROGRESS_NEVER, first, total, cfg->run.log_every);
+    int stop = 0; /* multi-rank: the stop request agreed on at the last step */
     double start = sc_now(), wait = 0.0;
     int first_window = 1;
     sc_optim_report orep = {0};
     sc_status rc = sc_feeder_start(t->feeder, ts.epoch, ts.batch_in_epoch);
-    while (ts.step < total && rc == SC_OK && !stop_requested) {
-        sc_tensor x; /* [2B, S, S, C] on the backend */
+    /* one process reads the flag at the step boundary; ranks act on the value they agreed on */
+    while (ts.step < total && rc == SC_OK && !(t->world > 1 ? stop : stop_requested)) {
+        sc_tensor x; /* [2b, S, S, C] on the backend: this rank's b = train.batch_size / ranks images */
         int64_t b_epoch, b_index;
         rc = sc_feeder_next(t->feeder, &x, &b_epoch, &b_index, &wait);
         if (rc != SC_OK) break;
         SC_CHECK(b_epoch == ts.epoch && b_index == ts.batch_in_epoch, "feeder gave batch %lld of epoch %lld at batch %lld of %lld",
                  (long long)b_index, (long long)b_epoch, (long long)ts.batch_in_epoch, (long long)ts.epoch);
-        sc_abort_context_set(0, t->be->device, ts.step);
+        sc_abort_context_set(t->rank, t->be->device, ts.step);
 
-        /* x [2B, S, S, C] -> z [2B, D] -> loss -> dz -> gradients -> update */
-        const int full_batch = x.shape[0] == 2 * (int64_t)cfg->train.batch_size;
-        sc_monitor_views(&t->mon, ts.step + 1, t->be, &x);
+        /* x [2b, S, S, C] -> z [2b, D] -> loss -> dz -> gradients -> update */
+        const int full_batch = x.shape[0] == 2 * (int64_t)(cfg->train.batch_size / t->world);
+        if (t->root) sc_monitor_views(&t->mon, ts.step + 1, t->be, &x);
         sc_optimizer_prepare(&t->opt, ts.step);
-        run_device_step(t, &x, full_batch);
+        rc = run_device_step(t, &x, full_batch);
         /* the next batch's upload overlaps this step on a device backend */
-        if (ts.step + 1 < total && !stop_requested) rc = sc_feeder_prefetch(t->feeder, &wait);
+        if (rc == SC_OK && ts.step + 1 < total && !stop_requested) rc = sc_feeder_prefetch(t->feeder, &wait);
         if (rc != SC_OK) break;
 
         double loss, acc;
         sc_loss_read(&t->loss, &loss, &acc);
+        if (t->world > 1) {
+            stop = stop_requested;
+            if ((rc = reduce_step_values(t, &loss, &acc, &stop)) != SC_OK) break;
+        }
         sc_optimizer_read(&t->opt, &orep);
         ts.skipped_steps = orep.skipped_total;
         if (orep.skipped)
@@ -548,16 +658,17 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
             v.loss = ts.window_loss / (double)ts.window_steps;
             v.accuracy = ts.window_acc / (double)ts.window_steps;
             v.grad_norm = orep.grad_norm;
-            write_metrics(t->metrics, &v, &orep, t->start.elapsed_s + elapsed);
+            if (t->root) write_metrics(t->metrics, &v, &orep, t->start.elapsed_s + elapsed);
             if (first_window) res->first_loss = v.loss;
             first_window = 0;
             res->final_loss = v.loss;
             ts.window_loss = ts.window_acc = 0.0;
             ts.window_steps = 0;
         }
-        sc_monitor_step(&t->mon, t->model, &v, logged);
-        if (epoch_done) rc = sc_monitor_epoch_end(&t->mon, t->model, ts.epoch, ts.step);
-        if (rc == SC_OK && cfg->train.checkpoint_every > 0 && ts.step % cfg->train.checkpoint_every == 0 && ts.step < total) {
+        if (t->root) sc_monitor_step(&t->mon, t->model, &v, logged);
+        if (epoch_done && t->root) rc = sc_monitor_epoch_end(&t->mon, t->model, ts.epoch, ts.step);
+        if (rc == SC_OK && t->root && cfg->train.checkpoint_every > 0 && ts.step % cfg->train.checkpoint_every == 0 &&
+            ts.step < total) {
             char file[64];
             snprintf(file, sizeof file, "step_%08lld.safetensors", (long long)ts.step);
             ts.elapsed_s = t->start.elapsed_s + (sc_now() - start);
@@ -571,7 +682,13 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     res->images_per_second = res->seconds > 0 ? (double)(ts.step - first) * cfg->train.batch_size / res->seconds : 0.0;
     ts.elapsed_s = t->start.elapsed_s + res->seconds;
     if (rc != SC_OK) return rc;
-    if (stop_requested) {
+    if (t->world == 1) stop = stop_requested;
+    if (stop && !t->root) {
+        res->interrupted = 1;
+        return sc_errorf(SC_ERR_INTERRUPTED, "stopped at step %lld with the other ranks; rank 0 saves the state",
+                         (long long)ts.step);
+    }
+    if (stop) {
         res->interrupted = 1;
         if (t->last_saved == ts.step && res->checkpoint[0] == '\0') /* nothing new since the resumed checkpoint */
             snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->resumed_path);
@@ -598,7 +715,7 @@ static sc_status run_loop(trainer *t, sc_train_result *res) {
     }
     SC_INFO("trained %lld steps in %.1f s (%.0f images/s, %.0f%% waiting for data)", (long long)(ts.step - first),
             res->seconds, res->images_per_second, res->seconds > 0 ? 100.0 * wait / res->seconds : 0.0);
-    return save_checkpoint(t, &ts, SC_CHECKPOINT_FINAL, res);
+    return t->root ? save_checkpoint(t, &ts, SC_CHECKPOINT_FINAL, res) : SC_OK;
 }
 
 static void write_probe_metrics(FILE *f, const sc_probe_report *p) {
@@ -615,15 +732,23 @@ static void write_probe_metrics(FILE *f, const sc_probe_report *p) {
     fflush(f);
 }
 
-static sc_status train_impl(const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
+sc_status sc_train_run(const sc_config *cfg, const sc_resume_point *rp, sc_comm *comm, sc_train_result *res) {
     memset(res, 0, sizeof *res);
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
     t.lock_fd = -1;
+    t.comm = comm && comm->world_size > 1 ? comm : NULL;
+    t.rank = t.comm ? comm->rank : 0;
+    t.world = t.comm ? comm->world_size : 1;
+    t.root = t.rank == 0;
     sc_status rc = setup(&t, cfg, rp, res);
     if (rc == SC_OK) rc = run_loop(&t, res);
-    if (rc == SC_OK && cfg->eval.linear_probe) {
+    if (rc != SC_OK && rc != SC_ERR_INTERRUPTED && t.comm) { /* the other ranks stop now, not at their timeout */
+        if (t.owns_dcomm) sc_comm_abort(t.dcomm);
+        sc_comm_abort(t.comm);
+    }
+    if (rc == SC_OK && cfg->eval.linear_probe && t.root) {
         char eval_dir[1100];
         snprintf(eval_dir, sizeof eval_dir, "%s/eval/final", t.run_dir);
         rc = sc_evaluate_encoder(t.model, cfg, SC_EVAL_LINEAR | SC_EVAL_KNN, eval_dir, res->checkpoint, &res->probe);
@@ -637,15 +762,15 @@ static sc_status train_impl(const sc_config *cfg, const sc_resume_point *rp, sc_
                     100.0 * res->probe.knn_pretrained.top1, 100.0 * res->probe.knn_random_init.top1, res->probe.seconds);
         }
     }
-    if (rc == SC_OK) sc_monitor_final(&t.mon, t.model, res->steps, res->probed ? &res->probe : NULL);
+    if (rc == SC_OK && t.root) sc_monitor_final(&t.mon, t.model, res->steps, res->probed ? &res->probe : NULL);
     if (rc != SC_OK && t.log_file) fprintf(t.log_file, "error: %s\n", sc_last_error()); /* main prints it */
     trainer_release(&t);
     stop_requested = 0; /* consumed */
     return rc;
 }
 
-sc_status sc_train(const sc_config *cfg, sc_train_result *res) { return train_impl(cfg, NULL, res); }
+sc_status sc_train(const sc_config *cfg, sc_train_result *res) { return sc_train_run(cfg, NULL, NULL, res); }
 
 sc_status sc_train_resume(const sc_config *cfg, const sc_resume_point *rp, sc_train_result *res) {
-    return train_impl(cfg, rp, res);
+    return sc_train_run(cfg, rp, NULL, res);
 }

@@ -103,6 +103,47 @@ void sc_cpu_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, cons
                    save_invstd->data, dx->data, dgamma->data, dbeta_data);
 }
 
+void sc_cpu_bn_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *save_mean,
+                    sc_tensor *sums) {
+    int64_t m, c;
+    rows_channels(x, &m, &c);
+    const void *dy_data = dy ? dy->data : NULL, *mean_data = dy ? save_mean->data : NULL;
+    if (x->dtype == SC_F64)
+        bn_sums_f64(be->threads, m, c, x->data, dy_data, mean_data, sums->data);
+    else
+        bn_sums_f32(be->threads, m, c, x->data, dy_data, mean_data, sums->data);
+}
+
+void sc_cpu_bn_fwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
+                             const sc_tensor *sums, double count, sc_tensor *y, sc_tensor *save_mean,
+                             sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var,
+                             double momentum, double eps) {
+    int64_t m, c;
+    rows_channels(x, &m, &c);
+    const void *beta_data = beta ? beta->data : NULL;
+    if (x->dtype == SC_F64)
+        bn_fwd_from_sums_f64(be->threads, m, c, x->data, gamma->data, beta_data, sums->data, count, y->data,
+                             save_mean->data, save_invstd->data, running_mean->data, running_var->data, momentum, eps);
+    else
+        bn_fwd_from_sums_f32(be->threads, m, c, x->data, gamma->data, beta_data, sums->data, count, y->data,
+                             save_mean->data, save_invstd->data, running_mean->data, running_var->data, momentum, eps);
+}
+
+void sc_cpu_bn_bwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                             const sc_tensor *save_mean, const sc_tensor *save_invstd, const sc_tensor *local,
+                             const sc_tensor *global, double count, sc_tensor *dx, sc_tensor *dgamma,
+                             sc_tensor *dbeta) {
+    int64_t m, c;
+    rows_channels(x, &m, &c);
+    void *dbeta_data = dbeta ? dbeta->data : NULL;
+    if (x->dtype == SC_F64)
+        bn_bwd_from_sums_f64(be->threads, m, c, x->data, dy->data, gamma->data, save_mean->data, save_invstd->data,
+                             local->data, global->data, count, dx->data, dgamma->data, dbeta_data);
+    else
+        bn_bwd_from_sums_f32(be->threads, m, c, x->data, dy->data, gamma->data, save_mean->data, save_invstd->data,
+                             local->data, global->data, count, dx->data, dgamma->data, dbeta_data);
+}
+
 void sc_cpu_l2norm_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y, sc_tensor *norm) {
     const int64_t m = x->shape[0], dim = x->shape[1];
     if (x->dtype == SC_F64)

@@ -43,6 +43,16 @@ void sc_cpu_bn_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *gam
 void sc_cpu_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
                    const sc_tensor *save_mean, const sc_tensor *save_invstd, sc_tensor *dx,
                    sc_tensor *dgamma, sc_tensor *dbeta);
+void sc_cpu_bn_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *save_mean,
+                    sc_tensor *sums);
+void sc_cpu_bn_fwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
+                             const sc_tensor *sums, double count, sc_tensor *y, sc_tensor *save_mean,
+                             sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var,
+                             double momentum, double eps);
+void sc_cpu_bn_bwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                             const sc_tensor *save_mean, const sc_tensor *save_invstd, const sc_tensor *local,
+                             const sc_tensor *global, double count, sc_tensor *dx, sc_tensor *dgamma,
+                             sc_tensor *dbeta);
 void sc_cpu_l2norm_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y, sc_tensor *norm);
 void sc_cpu_l2norm_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *norm,
                        const sc_tensor *dy, sc_tensor *dx);

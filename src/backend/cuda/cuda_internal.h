@@ -125,6 +125,16 @@ void cuda_bn_act_fwd_eval(sc_backend *be, const sc_tensor *x, const sc_tensor *g
 void cuda_bn_relu_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *y, const sc_tensor *dy,
                       const sc_tensor *gamma, const sc_tensor *save_mean, const sc_tensor *save_invstd,
                       sc_tensor *dx, sc_tensor *dgamma, sc_tensor *dbeta);
+void cuda_bn_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *save_mean,
+                  sc_tensor *sums);
+void cuda_bn_fwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
+                           const sc_tensor *sums, double count, sc_tensor *y, sc_tensor *save_mean,
+                           sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var,
+                           double momentum, double eps);
+void cuda_bn_bwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                           const sc_tensor *save_mean, const sc_tensor *save_invstd, const sc_tensor *local,
+                           const sc_tensor *global, double count, sc_tensor *dx, sc_tensor *dgamma,
+                           sc_tensor *dbeta);
 void cuda_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y);
 void cuda_relu_bwd(sc_backend *be, const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx);
 void cuda_add(sc_backend *be, const sc_tensor *a, const sc_tensor *b, sc_tensor *y);

@@ -88,6 +88,45 @@ void cuda_bn_bwd(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const 
     cuda_bn_relu_bwd(be, x, NULL, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
+void cuda_bn_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *save_mean, sc_tensor *sums) {
+    cuda_require_f32("bn_sums", x, dy, save_mean);
+    cuda_impl *im = cuda_of(be);
+    long long m;
+    int c;
+    rows_channels(x, &m, &c);
+    void *scratch = cuda_scratch(im, sc_cuda_bn_scratch_bytes(m, c), "batch norm sums");
+    sc_cuda_bn_sums(x->data, fptr(dy), fptr(save_mean), sums->data, m, c, scratch, im->stream);
+}
+
+void cuda_bn_fwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *gamma, const sc_tensor *beta,
+                           const sc_tensor *sums, double count, sc_tensor *y, sc_tensor *save_mean,
+                           sc_tensor *save_invstd, sc_tensor *running_mean, sc_tensor *running_var, double momentum,
+                           double eps) {
+    cuda_require_f32("bn_fwd_from_sums", x, gamma, beta);
+    cuda_impl *im = cuda_of(be);
+    long long m;
+    int c;
+    rows_channels(x, &m, &c);
+    void *scratch = cuda_scratch(im, sc_cuda_bn_scratch_bytes(m, c), "batch norm");
+    sc_cuda_bn_fwd_from_sums(x->data, gamma->data, fptr(beta), sums->data, count, y->data, save_mean->data,
+                             save_invstd->data, running_mean->data, running_var->data, m, c, momentum, eps, scratch,
+                             im->stream);
+}
+
+void cuda_bn_bwd_from_sums(sc_backend *be, const sc_tensor *x, const sc_tensor *dy, const sc_tensor *gamma,
+                           const sc_tensor *save_mean, const sc_tensor *save_invstd, const sc_tensor *local,
+                           const sc_tensor *global, double count, sc_tensor *dx, sc_tensor *dgamma, sc_tensor *dbeta) {
+    cuda_require_f32("bn_bwd_from_sums", x, dy, gamma);
+    cuda_impl *im = cuda_of(be);
+    long long m;
+    int c;
+    rows_channels(x, &m, &c);
+    void *scratch = cuda_scratch(im, sc_cuda_bn_scratch_bytes(m, c), "batch norm backward");
+    sc_cuda_bn_bwd_from_sums(x->data, dy->data, gamma->data, save_mean->data, save_invstd->data, local->data,
+                             global->data, count, dx->data, dgamma->data, dbeta ? dbeta->data : NULL, m, c, scratch,
+                             im->stream);
+}
+
 /* ---- elementwise and pooling ----------------------------------------------------------- */
 
 void cuda_relu_fwd(sc_backend *be, const sc_tensor *x, sc_tensor *y) {

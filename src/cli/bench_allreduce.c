@@ -1,0 +1,227 @@
+/*
+ * bench_allreduce.c - `simclr bench allreduce`: the gradient all-reduce of data-parallel
+ * training, measured, and a model of its cost at 8 GPUs per node and on several nodes.
+ *
+ * Measurement: the mean all-reduce of --count fp32 values (default 25,557,032: the ResNet-50
+ * gradient buffer), in --bucket-mb buckets as the trainer issues it. With a GPU (--device
+ * cuda or auto) it runs on a 1-rank NCCL communicator (one GPU: it measures the call and
+ * launch overhead, not a link); otherwise on the TCP communicator with --ranks local
+ * processes. The result is validated first: every element must equal the mean of the ranks'
+ * values. The trainer reduces after the backward pass, so the fraction hidden behind it is 0.
+ *
+ * Model (one JSON line per configuration): a ring all-reduce moves 2 (k - 1) / k of the buffer
+ * through each rank's link, so  t(k) = 2 (k - 1) / k * bytes / busbw,  with busbw the NCCL
+ * bus bandwidth (REFERENCE.md: 8 x H100 480 GB/s with NVLS, 370 with NCCL_ALGO=Ring; across
+ * nodes --inter-busbw, an assumption to set from nccl-tests on the target cluster). With a
+ * per-GPU step time T (--step-ms, measured by `simclr bench step`) and a fixed per-GPU batch,
+ * scaling efficiency = T / (T + (1 - hidden) t(k)), given for hidden = 0 (this trainer) and
+ * for full overlap (the bound of bucketed overlap with the backward pass).
+ *
+ *   simclr bench allreduce --ranks 2
+ *   simclr bench allreduce --device cuda --step-ms 180
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "simclr/backend.h"
+#include "simclr/dist.h"
+#include "simclr/version.h"
+
+typedef struct args {
+    const char *device;
+    long long count;
+    int ranks, iters, warmup, bucket_mb;
+    double step_ms, busbw, busbw_ring, inter_busbw;
+} args;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static const char usage[] =
+    "usage: simclr bench allreduce [--device auto|cpu|cuda] [--count N] [--ranks K] [--bucket-mb M]\n"
+    "                              [--iters N] [--warmup N] [--step-ms T] [--busbw GB/s] [--busbw-ring GB/s]\n"
+    "                              [--inter-busbw GB/s]\n"
+    "  --count        fp32 values reduced (default 25557032, the ResNet-50 gradients)\n"
+    "  --ranks        local CPU ranks of the TCP measurement (default 2)\n"
+    "  --step-ms      per-GPU step time for the scaling model (default 0: no model)\n"
+    "  --busbw        intra-node NCCL bus bandwidth (default 480, 8 x H100 NVLS)\n"
+    "  --busbw-ring   the same with NCCL_ALGO=Ring, the deterministic algorithm (default 370)\n"
+    "  --inter-busbw  bus bandwidth across nodes (default 45: an assumption, ~400 Gb/s per GPU)\n";
+
+static int parse(int argc, char **argv, args *a) {
+    *a = (args){.device = "auto", .count = 25557032, .ranks = 2, .iters = 10, .warmup = 2, .bucket_mb = 25,
+                .busbw = 480, .busbw_ring = 370, .inter_busbw = 45};
+    if (argc % 2 == 0) return 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--device")) a->device = v;
+        else if (!strcmp(k, "--count")) a->count = atoll(v);
+        else if (!strcmp(k, "--ranks")) a->ranks = atoi(v);
+        else if (!strcmp(k, "--iters")) a->iters = atoi(v);
+        else if (!strcmp(k, "--warmup")) a->warmup = atoi(v);
+        else if (!strcmp(k, "--bucket-mb")) a->bucket_mb = atoi(v);
+        else if (!strcmp(k, "--step-ms")) a->step_ms = atof(v);
+        else if (!strcmp(k, "--busbw")) a->busbw = atof(v);
+        else if (!strcmp(k, "--busbw-ring")) a->busbw_ring = atof(v);
+        else if (!strcmp(k, "--inter-busbw")) a->inter_busbw = atof(v);
+        else return 0;
+    }
+    return a->count > 0 && a->ranks >= 1 && a->ranks <= 64 && a->iters >= 1 && a->warmup >= 0 && a->bucket_mb >= 1 &&
+           a->busbw > 0 && a->busbw_ring > 0 && a->inter_busbw > 0;
+}
+
+/* One bucketed mean all-reduce of buf [count]. */
+static sc_status reduce_all(sc_comm *c, float *buf, long long count, int bucket_mb) {
+    const long long bucket = ((long long)bucket_mb << 20) / (long long)sizeof(float);
+    for (long long at = 0; at < count; at += bucket)
+        SC_TRY(sc_comm_allreduce_mean(c, buf + at, count - at < bucket ? count - at : bucket, SC_F32));
+    return SC_OK;
+}
+
+/* Validate once, then time; times[iters] in ms. Returns 0 on success. */
+static int measure(sc_comm *c, sc_backend *be, float *dev, float *host, const args *a, double *times) {
+    const int k = c->world_size;
+    for (long long i = 0; i < a->count; i++) host[i] = (float)((c->rank + 1) * (i % 1000));
+    if (be) be->ops->upload(be, dev, host, (size_t)a->count * sizeof(float));
+    sc_status st = reduce_all(c, dev, a->count, a->bucket_mb);
+    if (st == SC_OK && be) be->ops->download(be, host, dev, (size_t)a->count * sizeof(float));
+    long long bad = 0;
+    for (long long i = 0; st == SC_OK && i < a->count; i++) {
+        float want = (float)((double)(k + 1) / 2.0 * (double)(i % 1000));
+        bad += host[i] != want;
+    }
+    if (st != SC_OK || bad) {
+        fprintf(stderr, "simclr bench allreduce: %s\n", st != SC_OK ? sc_last_error() : "wrong sums");
+        return 1;
+    }
+    for (int it = -a->warmup; it < a->iters; it++) {
+        if (sc_comm_barrier(c) != SC_OK) return 1;
+        if (be) be->ops->synchronize(be);
+        double t0 = now();
+        if (reduce_all(c, dev, a->count, a->bucket_mb) != SC_OK) return 1;
+        if (be) be->ops->synchronize(be);
+        if (it >= 0) times[it] = 1e3 * (now() - t0);
+    }
+    return 0;
+}
+
+static void print_line(const args *a, const char *impl, const char *device, int ranks, double *times) {
+    qsort(times, (size_t)a->iters, sizeof *times, cmp_double);
+    const double ms = times[a->iters / 2], bytes = (double)a->count * sizeof(float);
+    const double algbw = bytes / (ms * 1e-3) / 1e9, busbw = ranks > 1 ? algbw * 2.0 * (ranks - 1) / ranks : 0.0;
+    char date[16];
+    time_t tt = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d", localtime(&tt));
+    printf("{\"bench\": \"allreduce\", \"impl\": \"%s\", \"date\": \"%s\", \"git\": \"%s\", \"device\": \"%s\", \"ranks\": %d, "
+           "\"count\": %lld, \"bytes\": %.0f, \"bucket_mb\": %d, \"ms_median\": %.3f, \"ms_p10\": %.3f, \"ms_p90\": %.3f, "
+           "\"algbw_gbs\": %.3f, \"busbw_gbs\": %.3f, \"hidden_fraction\": 0, \"validated\": \"mean of the ranks\"}\n",
+           impl, date, sc_git_sha, device, ranks, a->count, bytes, a->bucket_mb, ms, times[a->iters / 10],
+           times[a->iters * 9 / 10], algbw, busbw);
+}
+
+/* The scaling model of the header, for 8 GPUs per node and 1..64 nodes. */
+static void print_model(const args *a) {
+    const double bytes = (double)a->count * sizeof(float);
+    static const int gpus[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    for (size_t i = 0; i < sizeof gpus / sizeof gpus[0]; i++) {
+        const int k = gpus[i], nodes = k > 8 ? k / 8 : 1;
+        const double bw = nodes > 1 ? a->inter_busbw : a->busbw, bw_ring = nodes > 1 ? a->inter_busbw : a->busbw_ring;
+        const double t = k > 1 ? 2.0 * (k - 1) / k * bytes / (bw * 1e9) * 1e3 : 0.0;
+        const double t_ring = k > 1 ? 2.0 * (k - 1) / k * bytes / (bw_ring * 1e9) * 1e3 : 0.0;
+        printf("{\"bench\": \"allreduce_model\", \"gpus\": %d, \"nodes\": %d, \"busbw_gbs\": %g, \"allreduce_ms\": %.3f, "
+               "\"allreduce_ring_ms\": %.3f, \"step_ms\": %g, \"efficiency_no_overlap\": %.4f, "
+               "\"efficiency_ring_no_overlap\": %.4f, \"efficiency_full_overlap\": %.4f}\n",
+               k, nodes, bw, t, t_ring, a->step_ms, a->step_ms / (a->step_ms + t), a->step_ms / (a->step_ms + t_ring),
+               t <= a->step_ms ? 1.0 : a->step_ms / t);
+    }
+}
+
+static int run_cpu(const args *a) {
+    sc_dist_env env = {.world_size = a->ranks, .master_addr = "127.0.0.1", .source = "bench"};
+    env.master_port = sc_dist_free_port();
+    fflush(stdout);
+    pid_t pid[64];
+    for (int r = 0; r < a->ranks; r++) {
+        pid[r] = fork();
+        if (pid[r] != 0) continue;
+        env.rank = env.local_rank = r;
+        sc_comm *c;
+        if (sc_comm_tcp_create(&env, 60.0, &c) != SC_OK) {
+            fprintf(stderr, "simclr bench allreduce: %s\n", sc_last_error());
+            _exit(1);
+        }
+        float *buf = malloc((size_t)a->count * sizeof(float));
+        double *times = malloc((size_t)a->iters * sizeof(double));
+        int rc = !buf || !times || measure(c, NULL, buf, buf, a, times);
+        if (rc == 0 && r == 0) {
+            char dev[64];
+            snprintf(dev, sizeof dev, "cpu (%d local processes)", a->ranks);
+            print_line(a, "tcp", dev, a->ranks, times);
+        }
+        fflush(stdout);
+        sc_comm_destroy(c);
+        _exit(rc);
+    }
+    int bad = 0;
+    for (int r = 0; r < a->ranks; r++) {
+        int status;
+        waitpid(pid[r], &status, 0);
+        bad += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    return bad ? SC_EXIT_FAIL : SC_EXIT_OK;
+}
+
+static int run_cuda(const args *a) {
+    sc_backend *be;
+    sc_status st = sc_backend_create("cuda", NULL, &be);
+    if (st != SC_OK) return sc_cli_fail(st);
+    sc_dist_env env = {.world_size = 1, .master_addr = "127.0.0.1", .master_port = 1, .source = "bench"};
+    sc_comm *oob = NULL, *c = NULL;
+    void *dev = NULL;
+    float *host = malloc((size_t)a->count * sizeof(float));
+    double *times = malloc((size_t)a->iters * sizeof(double));
+    int rc = SC_EXIT_FAIL;
+    st = sc_comm_tcp_create(&env, 60.0, &oob);
+    if (st == SC_OK) st = sc_comm_nccl_create(oob, be, 60.0, &c);
+    if (st == SC_OK) st = sc_backend_alloc(be, (size_t)a->count * sizeof(float), "the all-reduce buffer", &dev);
+    if (st == SC_OK && host && times && measure(c, be, dev, host, a, times) == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "cuda:%d (1 rank)", be->device);
+        print_line(a, "nccl", name, 1, times);
+        rc = SC_EXIT_OK;
+    } else if (st != SC_OK) {
+        rc = sc_cli_fail(st);
+    }
+    sc_backend_free(be, dev);
+    sc_comm_destroy(c);
+    sc_comm_destroy(oob);
+    sc_backend_destroy(be);
+    free(host);
+    free(times);
+    return rc;
+}
+
+int sc_bench_allreduce(int argc, char **argv) {
+    args a;
+    if (!parse(argc, argv, &a)) {
+        fputs(usage, argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? stdout : stderr);
+        return argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? SC_EXIT_OK : SC_EXIT_USAGE;
+    }
+    int gpu = strcmp(a.device, "cuda") == 0 || (strcmp(a.device, "auto") == 0 && sc_cuda_device_count() > 0);
+    int rc = gpu ? run_cuda(&a) : run_cpu(&a);
+    if (rc == SC_EXIT_OK && a.step_ms > 0) print_model(&a);
+    return rc;
+}
