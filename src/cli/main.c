@@ -25,7 +25,7 @@ static const char usage[] =
     "  embed          encoder features of a dataset split, to a safetensors file\n"
     "  preview        a PNG grid of the two augmented views of a few samples (what the model sees)\n"
     "  bench          benchmarks: simclr bench step | ntxent | lars | loader\n"
-    "  info           devices, library versions and build options\n"
+    "  info           devices and library versions (for bug reports)\n"
     "  help           this text; `simclr <command> --help` for a command's options\n"
     "\n"
     "examples:\n"
