@@ -1,5 +1,7 @@
 /*
- * test_resume.c - exact resume on the CPU path, through sc_train / sc_train_resume.
+ * test_resume.c - exact resume, through sc_train / sc_train_resume: on the CPU path, and with the
+ * argument `cuda` (ctest's test_gpu_resume) on GPU 0 in deterministic mode with step graphs,
+ * where the resumed run must equal the unbroken one bit for bit too (exit 77 without a GPU).
  *
  * A run of 30 steps straight is compared with the same run stopped twice (at step 10, inside a
  * metrics window, and at step 24, exactly at an epoch boundary; 12 steps per epoch), resumed
@@ -22,6 +24,7 @@
 #include "tiny_data.h"
 
 static char dir[256];
+static const char *device = "cpu"; /* "cpu", or "cuda" (deterministic) */
 
 /* Stop the run when a log line contains this text (NULL: never). */
 static const char *stop_at;
@@ -33,17 +36,18 @@ static void sink(void *user, sc_log_level level, const char *line) {
 
 static void config(sc_config *cfg, const char *name) {
     sc_config_defaults(cfg);
-    char sets[3][400];
+    char sets[4][400];
     snprintf(sets[0], sizeof sets[0], "run.dir=%s/runs", dir);
     snprintf(sets[1], sizeof sets[1], "data.path=%s/data", dir);
     snprintf(sets[2], sizeof sets[2], "run.name=%s", name);
+    snprintf(sets[3], sizeof sets[3], "run.device=%s", device);
     const char *fixed[] = {"model.arch=resnet18", "model.stem=cifar", "model.width=0.0625", "model.head.out_dim=16",
                            "data.image_size=16", "train.batch_size=16", "train.epochs=3", "train.max_steps=30",
                            "train.warmup_epochs=0.5", "train.checkpoint_every=5", "run.log_every=4",
-                           "run.progress=never", "run.device=cpu", "run.threads=1", "run.seed=3", "data.workers=2",
+                           "run.progress=never", "run.deterministic=true", "run.threads=1", "run.seed=3", "data.workers=2",
                            "eval.linear_probe=false", "optim.lr=2.0", "loss.temperature=0.2"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) CHECKF(sc_config_set(cfg, fixed[i]) == SC_OK, "%s", fixed[i]);
-    for (int i = 0; i < 3; i++) CHECKF(sc_config_set(cfg, sets[i]) == SC_OK, "%s: %s", sets[i], sc_last_error());
+    for (int i = 0; i < 4; i++) CHECKF(sc_config_set(cfg, sets[i]) == SC_OK, "%s: %s", sets[i], sc_last_error());
 }
 
 static sc_status resume(const sc_config *cfg, const char *what, sc_train_result *r) {
@@ -217,7 +221,9 @@ static void test_auto_starts_and_stop_before_start(void) {
     CHECK(sc_resume_locate(&c, empty, &rp) == SC_ERR_IO && strstr(sc_last_error(), "no checkpoint"));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) device = argv[1];
+    if (strcmp(device, "cuda") == 0 && sc_cuda_device_count() <= 0) sc_test_skip("no GPU");
     snprintf(dir, sizeof dir, "/tmp/simclr_resume_XXXXXX");
     if (!mkdtemp(dir)) sc_test_skip("cannot create a temporary directory");
     char data[400];
@@ -228,7 +234,7 @@ int main(void) {
     sc_log_set_sink(sink, NULL);
     SC_RUN(test_exact_resume);
     SC_RUN(test_exact_resume_adamw);
-    SC_RUN(test_auto_starts_and_stop_before_start);
+    if (strcmp(device, "cpu") == 0) SC_RUN(test_auto_starts_and_stop_before_start); /* device-independent */
     sc_log_set_sink(NULL, NULL);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
