@@ -9,21 +9,28 @@
 #   benchmarks/run_eval.sh                           # CPU: DEVICE=cpu, RESULTS=cpu
 #   DEVICE=cuda RESULTS=h100 benchmarks/run_eval.sh  # a GPU: both implementations on it
 #
+# Also: SIMCLR (the binary, default build/simclr), PYTHON (with PyTorch, default /usr/bin/python3),
+# DATA (Fashion-MNIST, default /usr/share/datasets/fashion-mnist), OUT (the .jsonl to append to).
+#
 # Build first (tools/setup.sh). The acceptance rule of issue #9: on a GPU, simclr's linear and
 # kNN top-1 within 1 point of PyTorch's, in less training wall time.
 set -eu
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cpu}
 RESULTS=${RESULTS:-cpu}
-OUT=benchmarks/results/$RESULTS/eval.jsonl
+OUT=${OUT:-benchmarks/results/$RESULTS/eval.jsonl}
+SIMCLR=${SIMCLR:-build/simclr}
+PYTHON=${PYTHON:-/usr/bin/python3}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 mkdir -p "$(dirname "$OUT")"
 RUNS=$(mktemp -d)
 trap 'rm -rf "$RUNS"' EXIT
 t0=$(date +%s.%N)
-build/simclr train --device "$DEVICE" --set run.dir="$RUNS" --set run.progress=never > "$RUNS/train.log" 2>&1 ||
+"$SIMCLR" train --device "$DEVICE" --set run.dir="$RUNS" --set run.progress=never --set data.path="$DATA" \
+    > "$RUNS/train.log" 2>&1 ||
     { tail -20 "$RUNS/train.log"; exit 1; }
 t1=$(date +%s.%N)
-/usr/bin/python3 - "$RUNS/fashion_mnist" "$DEVICE" "$t0" "$t1" <<'PY' | tee -a "$OUT"
+"$PYTHON" - "$RUNS/fashion_mnist" "$DEVICE" "$t0" "$t1" <<'PY' | tee -a "$OUT"
 import datetime, json, socket, subprocess, sys
 run, device, t0, t1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 recs = [json.loads(l) for l in open(run + "/metrics.jsonl")]
@@ -48,5 +55,5 @@ PY
 if [ "${TORCH:-1}" = 1 ]; then
     TORCH_DEVICE=cpu
     [ "$DEVICE" = cpu ] || TORCH_DEVICE=cuda
-    /usr/bin/python3 tools/torch_simclr.py --device "$TORCH_DEVICE" ${THREADS:+--threads "$THREADS"} | tee -a "$OUT"
+    "$PYTHON" tools/torch_simclr.py --device "$TORCH_DEVICE" --data "$DATA" ${THREADS:+--threads "$THREADS"} | tee -a "$OUT"
 fi

@@ -1,19 +1,22 @@
 #!/bin/bash
 # run_gpu.sh - everything that needs a GPU, in phases that each fit one short remote command:
 # build simclr with CUDA, run the GPU tests (the CUDA ops, fused loss and optimizer,
-# augmentation, training steps and the 1-rank NCCL communicator against the CPU reference), the
-# GPU benchmarks beside their PyTorch baselines on the same GPU in the same run, and the
-# quickstart on the GPU. Made for a bare GPU machine that reaches no package registry (carry
-# .device from tools/device_prepare.sh: its .deb files are unpacked into a private prefix with
-# dpkg -x); on a machine with the Debian packages installed it uses those.
+# augmentation, training steps, exact resume and the 1-rank NCCL communicator against the CPU
+# reference), the GPU benchmarks beside their PyTorch baselines on the same GPU in the same run,
+# and the quickstart evaluation on the GPU beside PyTorch. Made for a bare GPU machine that
+# reaches no package registry (carry .device from tools/device_prepare.sh: its .deb files are
+# unpacked into a private prefix with dpkg -x); where the Debian packages are installed it uses
+# those.
 #
-#   benchmarks/run_gpu.sh build test           # then: bench, quickstart (or: all)
+#   benchmarks/run_gpu.sh build test           # then: bench, eval (or: all)
 #
 # Phases: deps (unpack the carried packages; every phase runs it), build (build-gpu/, CUDA on),
 # test (ctest -L gpu), bench (bench step / ntxent / lars / loader / allreduce, each beside its
-# PyTorch baseline), quickstart (the embedded Fashion-MNIST run on the GPU, timed).
-# Results go to $RESULTS (default: $OUT when set, else benchmarks/results/gpu): gpu_tests.log,
-# bench.jsonl (JSON lines of both implementations), bench.log, quickstart.log, info.txt.
+# PyTorch baseline), eval (the quickstart recipe on the GPU, evaluated, beside a PyTorch SimCLR
+# of the same recipe trained in the same run: benchmarks/run_eval.sh).
+# Results go to $RESULTS (default: $OUT when set, else benchmarks/results/gpu): build.log,
+# info.txt, gpu_tests.log, bench.jsonl (JSON lines of both implementations), bench.log,
+# eval.jsonl, eval.log.
 # PYTHON is the interpreter with PyTorch (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -139,23 +142,19 @@ PY
     both "${S[@]}" allreduce --device cuda --step-ms "$step_ms"
 }
 
-phase_quickstart() {
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$BUILD/simclr" train --device cuda --set data.path="$FMNIST" --set run.progress=never \
-        --set run.dir=/tmp/simclr-runs 2>&1 | tee "$RESULTS/quickstart.log"
-    t1=$(date +%s.%N)
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "quickstart wall time: %.1f s\n", b - a }' | tee -a "$RESULTS/quickstart.log"
+phase_eval() {
+    DEVICE=cuda SIMCLR="$BUILD/simclr" PYTHON="$PY" DATA="$FMNIST" OUT="$RESULTS/eval.jsonl" \
+        benchmarks/run_eval.sh 2> "$RESULTS/eval.log"
 }
 
 phase_deps
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || phases=(build test)
-[ "${phases[0]}" = all ] && phases=(build test bench quickstart)
+[ "${phases[0]}" = all ] && phases=(build test bench eval)
 for p in "${phases[@]}"; do
     case "$p" in
         deps) ;;
-        build|test|bench|quickstart) log "phase $p"; "phase_$p" ;;
-        *) log "unknown phase '$p' (deps, build, test, bench, quickstart, all)"; exit 2 ;;
+        build|test|bench|eval) log "phase $p"; "phase_$p" ;;
+        *) log "unknown phase '$p' (deps, build, test, bench, eval, all)"; exit 2 ;;
     esac
 done
