@@ -17,7 +17,9 @@
  * the backward pass still computes (src/dist/grad_sync.c). They run on a communicator made
  * for them with dup, which has connections of its own (TCP: its own sockets and a worker
  * thread; NCCL: its own communicator and CUDA stream), so they never interleave with the
- * blocking collectives the main thread issues on the parent meanwhile (global BN).
+ * blocking collectives the main thread issues on the parent meanwhile (global BN). A dead or
+ * silent peer fails wait_all as it fails a blocking call (at once, or after timeout_s), naming
+ * it, and an asynchronous all-reduce gives the bits of the blocking one.
  *
  * Reductions are deterministic: every element is summed in rank order (rank 0 + rank 1 + ...)
  * on both implementations where NCCL allows it (NCCL_ALGO=Ring is needed there), so every
@@ -65,7 +67,7 @@ typedef struct sc_comm_ops {
      * started all-reduces run one after the other in the order they were started, and buf
      * belongs to the communicator until wait_all. On a device communicator the all-reduce
      * runs on a stream of its own after the work enqueued so far on the backend's stream.
-     * No other operation but wait_all and abort may be called while some are started. */
+     * Only iallreduce, wait_all and abort may be called while some are started. */
     sc_status (*iallreduce)(sc_comm *c, void *buf, int64_t count, sc_dtype dt, sc_reduce_op op);
     /* Wait until every started all-reduce has finished (a device communicator also makes the
      * backend's stream wait for them); returns the first failure among them. */

@@ -201,12 +201,13 @@ static int measure_overlap(sc_comm *c, sc_backend *be, const args *a, overlap_re
         for (int64_t i = 0; i < nx + nz; i++) host[i] = (float)(sc_rng_uniform_f64(&r) - 0.5);
         be->ops->upload(be, dev, host, (size_t)(nx + nz) * sizeof(float));
     }
-    sc_tensor x = sc_tensor_4d(dev, SC_F32, a->batch, a->size, a->size, a->channels);
-    sc_tensor dz = sc_tensor_2d((float *)dev + nx, SC_F32, a->batch, m ? sc_model_out_dim(m) : 1), z;
+    sc_tensor x = sc_tensor_4d(dev, SC_F32, a->batch, a->size, a->size, a->channels); /* [B, S, S, C] */
+    sc_tensor dz = sc_tensor_2d((float *)dev + nx, SC_F32, a->batch, m ? sc_model_out_dim(m) : 1); /* [B, D] */
+    sc_tensor z; /* [B, D], unused: dz stands for the loss gradient */
     /* per iteration, interleaved: 0 backward alone, 1 all-reduce alone, 2 backward with the sync */
     for (int it = -1; st == SC_OK && it < a->overlap_iters; it++) {
         for (int mode = 0; mode < 3 && st == SC_OK; mode++) {
-            sc_model_forward(m, &x, 1, NULL, &z); /* x [B, S, S, C] -> z [B, D]; dz is fixed */
+            sc_model_forward(m, &x, 1, NULL, &z);
             be->ops->synchronize(be);
             st = sc_comm_barrier(c);
             if (st != SC_OK) break;
