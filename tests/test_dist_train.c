@@ -224,6 +224,8 @@ static void test_fault(void) {
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
     if (f) fclose(f);
     text[n] = '\0';
+    const char *err = strstr(text, "simclr: error: ");
+    if (err) printf("  %.*s\n", (int)strcspn(err, "\n"), err);
     CHECKF(strstr(text, "rank 1 closed its connection") != NULL, "rank 0 did not name rank 1:\n%s", text + (n > 3000 ? n - 3000 : 0));
     CHECKF(strstr(text, "rank 1 was killed by signal 9") != NULL, "the launcher did not name rank 1");
     /* the checkpoint from before the fault loads */
