@@ -2,7 +2,7 @@
 # test_cli.sh - the `simclr` command line: help texts, exit codes, configuration errors that
 # name file:line:col and the key, --print-config, info, preview, a tiny train + eval linear run,
 # the stop signals (Ctrl-C 130, SIGTERM/SIGUSR1 0 after a checkpoint, a second signal at once),
-# --resume, export, embed and model.init_from.
+# --resume, export, embed and model.init_from; the all-reduce benchmark's overlap measurement.
 # Usage: test_cli.sh path/to/simclr
 set -u
 SIMCLR=$1
@@ -44,6 +44,9 @@ expect 2 "data.image_size is required for data.dataset: imagefolder" -- "$SIMCLR
 expect 1 "nowhere: cannot open the image folder" -- "$SIMCLR" preview --set data.dataset=imagefolder --set data.path="$TMP/nowhere" --set data.image_size=64 --set eval.linear_probe=false
 expect 2 "samples 'x'" -- "$SIMCLR" preview --samples x
 expect 0 "usage: simclr bench loader" -- "$SIMCLR" bench loader --help
+# the all-reduce benchmark measures the hidden fraction with 2 CPU ranks (a tiny model)
+expect 0 '"bench": "allreduce_overlap".*"hidden_fraction": [01]\.[0-9]' -- "$SIMCLR" bench allreduce --device cpu \
+    --ranks 2 --count 1000 --iters 1 --warmup 0 --bucket-mb 0.01 --arch resnet18 --width 0.0625 --size 8 --overlap-iters 1
 
 # tools/make_shards.py -> tar shards -> preview (needs Debian's Pillow to draw the images)
 if /usr/bin/python3 -c "import PIL" 2> /dev/null; then

@@ -5,9 +5,14 @@
  * 1 rank, on 2 ranks of 16 and on 4 ranks of 8 (global BN and cross-replica negatives on):
  * the loss and the gradient norm of every step and the weights after the last step agree
  * within fp32 tolerance (only summation orders differ). A BN group of 2 in 4 ranks trains too
- * and differs from global BN (its statistics are over half the batch).
+ * and differs from global BN (its statistics are over half the batch). The multi-rank runs use
+ * gradient buckets of 0.01 MiB (about 20 for this model), all-reduced while the backward pass
+ * goes on; 2 ranks with one bucket of 4096 MiB, which can start only after the whole backward
+ * pass, must give the same losses and weights bit for bit (the TCP sums are in rank order
+ * whatever the buckets), so no bucket was reduced before its gradients were final.
  *
- * Fault: `simclr train --gpus 2` through the binary, then rank 1 is SIGKILLed mid-run: rank 0
+ * Fault: `simclr train --gpus 2` through the binary (small gradient buckets, so the kill
+ * usually meets some in flight), then rank 1 is SIGKILLed mid-run: rank 0
  * must exit non-zero within dist.timeout_s with a message naming rank 1, the launcher must
  * name the dead rank, and the checkpoint rank 0 wrote before the fault must stay loadable.
  */
@@ -27,18 +32,19 @@
 static char dir[256], data_dir[300];
 static const char *simclr_bin;
 
-static void tiny_config(sc_config *cfg, const char *name, int bn_group) {
+static void tiny_config(sc_config *cfg, const char *name, int bn_group, double bucket_mb) {
     sc_config_defaults(cfg);
     CHECK(sc_config_load_string(cfg, sc_default_config_yaml, "<embedded>") == SC_OK);
-    char d[400], p[400], n[128], g[64];
+    char d[400], p[400], n[128], g[64], b[64];
     snprintf(d, sizeof d, "run.dir=%s/runs", dir);
     snprintf(p, sizeof p, "data.path=%s", data_dir);
     snprintf(n, sizeof n, "run.name=%s", name);
     snprintf(g, sizeof g, "dist.bn_group=%d", bn_group);
+    snprintf(b, sizeof b, "dist.bucket_mb=%g", bucket_mb);
     const char *sets[] = {"model.width=0.0625", "data.image_size=16", "train.batch_size=32", "train.max_steps=3",
                           "train.epochs=1", "train.warmup_epochs=0.01", "run.log_every=1", "run.progress=never",
                           "data.workers=1", "run.threads=1", "eval.linear_probe=false", "eval.every=0",
-                          "tensorboard.enabled=false", "run.device=cpu", "optim.lr=4", d, p, n, g};
+                          "tensorboard.enabled=false", "run.device=cpu", "optim.lr=4", d, p, n, g, b};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
         CHECKF(sc_config_set(cfg, sets[i]) == SC_OK, "%s: %s", sets[i], sc_last_error());
 }
@@ -46,12 +52,13 @@ static void tiny_config(sc_config *cfg, const char *name, int bn_group) {
 typedef struct job {
     const char *name;
     int bn_group;
+    double bucket_mb;
 } job;
 
 static int train_rank(const sc_dist_env *env, void *arg) {
     const job *j = arg;
     sc_config cfg;
-    tiny_config(&cfg, j->name, j->bn_group);
+    tiny_config(&cfg, j->name, j->bn_group, j->bucket_mb);
     sc_log_set_rank(env->rank);
     sc_comm *c = NULL;
     sc_status st = sc_comm_tcp_create(env, 30.0, &c);
@@ -88,7 +95,7 @@ static int read_outcome(const char *name, outcome *o) {
     fclose(f);
     snprintf(p, sizeof p, "%s/runs/%s/checkpoints/final.safetensors", dir, name);
     sc_config cfg;
-    tiny_config(&cfg, name, 0);
+    tiny_config(&cfg, name, 0, 25);
     sc_backend *be;
     if (sc_backend_create("cpu", NULL, &be) != SC_OK) return 0;
     sc_model_config mc = sc_model_config_from(&cfg, 1);
@@ -116,15 +123,24 @@ static double max_rel_diff(const outcome *a, const outcome *b) {
 }
 
 static void test_equivalence(void) {
-    static const job one = {"w1", 0}, two = {"w2", 0}, four = {"w4", 0}, grouped = {"w4g2", 2};
+    static const job one = {"w1", 0, 25}, two = {"w2", 0, 0.01}, four = {"w4", 0, 0.01}, grouped = {"w4g2", 2, 0.01},
+                     after = {"w2after", 0, 4096};
     CHECK(sc_test_run_ranks(1, train_rank, (void *)&one, 120) == 0);
     CHECK(sc_test_run_ranks(2, train_rank, (void *)&two, 120) == 0);
     CHECK(sc_test_run_ranks(4, train_rank, (void *)&four, 120) == 0);
     CHECK(sc_test_run_ranks(4, train_rank, (void *)&grouped, 120) == 0);
-    outcome o[4] = {0};
-    const char *names[4] = {"w1", "w2", "w4", "w4g2"};
-    for (int i = 0; i < 4; i++) CHECKF(read_outcome(names[i], &o[i]), "%s: %s", names[i], sc_last_error());
-    if (!o[0].w || !o[1].w || !o[2].w || !o[3].w) return;
+    CHECK(sc_test_run_ranks(2, train_rank, (void *)&after, 120) == 0);
+    outcome o[5] = {0};
+    const char *names[5] = {"w1", "w2", "w4", "w4g2", "w2after"};
+    for (int i = 0; i < 5; i++) CHECKF(read_outcome(names[i], &o[i]), "%s: %s", names[i], sc_last_error());
+    if (!o[0].w || !o[1].w || !o[2].w || !o[3].w || !o[4].w) return;
+    /* overlapped buckets vs one bucket after the backward pass: the same bits */
+    int64_t differ = 0;
+    for (int64_t i = 0; i < o[1].n; i++) differ += memcmp(&o[1].w[i], &o[4].w[i], sizeof(float)) != 0;
+    printf("  w2 (0.01 MiB buckets during backward) vs w2after (one bucket after it): %lld of %lld weights differ, "
+           "step-3 loss %.9g vs %.9g\n", (long long)differ, (long long)o[1].n, o[1].loss[2], o[4].loss[2]);
+    CHECKF(o[1].n == o[4].n && differ == 0, "%lld weights differ", (long long)differ);
+    for (int s = 0; s < 3; s++) CHECK(o[1].loss[s] == o[4].loss[s] && o[1].gnorm[s] == o[4].gnorm[s]);
     for (int i = 1; i <= 2; i++) {
         for (int s = 0; s < 3; s++) {
             CHECK_CLOSE(o[i].loss[s], o[0].loss[s], 1e-6, 1e-5);
@@ -138,7 +154,7 @@ static void test_equivalence(void) {
     /* BN over groups of 2 ranks normalises over half the batch: a different model */
     printf("  bn_group 2: step-1 loss %.9g (global BN %.9g)\n", o[3].loss[0], o[0].loss[0]);
     CHECK(fabs(o[3].loss[0] - o[0].loss[0]) > 1e-5);
-    for (int i = 0; i < 4; i++) free(o[i].w);
+    for (int i = 0; i < 5; i++) free(o[i].w);
 }
 
 /* ---- fault: SIGKILL rank 1 of `simclr train --gpus 2` ---- */
@@ -177,7 +193,8 @@ static void test_fault(void) {
               datap, "--set", "model.width=0.0625", "--set", "data.image_size=16", "--set", "train.batch_size=16",
               "--set", "train.max_steps=100000", "--set", "train.checkpoint_every=2", "--set", "eval.linear_probe=false",
               "--set", "eval.every=0", "--set", "tensorboard.enabled=false", "--set", "run.progress=never", "--set",
-              "data.workers=1", "--set", "run.threads=1", "--set", "dist.timeout_s=20", (char *)NULL);
+              "data.workers=1", "--set", "run.threads=1", "--set", "dist.timeout_s=20", "--set", "dist.bucket_mb=0.01",
+              (char *)NULL);
         _exit(127);
     }
     /* let it train past its first checkpoints, then kill rank 1 */
@@ -207,11 +224,13 @@ static void test_fault(void) {
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
     if (f) fclose(f);
     text[n] = '\0';
+    const char *err = strstr(text, "simclr: error: ");
+    if (err) printf("  %.*s\n", (int)strcspn(err, "\n"), err);
     CHECKF(strstr(text, "rank 1 closed its connection") != NULL, "rank 0 did not name rank 1:\n%s", text + (n > 3000 ? n - 3000 : 0));
     CHECKF(strstr(text, "rank 1 was killed by signal 9") != NULL, "the launcher did not name rank 1");
     /* the checkpoint from before the fault loads */
     sc_config cfg;
-    tiny_config(&cfg, "fault", 0);
+    tiny_config(&cfg, "fault", 0, 25);
     sc_backend *be;
     CHECK(sc_backend_create("cpu", NULL, &be) == SC_OK);
     sc_model_config mc = sc_model_config_from(&cfg, 1);

@@ -1,7 +1,8 @@
 /*
  * test_gpu_dist.c - the distributed pieces on one GPU (skipped without one):
  *  - a 1-rank NCCL communicator: all-reduce (sum and mean), all-gather, reduce-scatter and
- *    broadcast of device buffers give their input back bit for bit;
+ *    broadcast of device buffers give their input back bit for bit, and so do asynchronous
+ *    all-reduces on a duplicate (its own stream, after the backend's);
  *  - global batch norm on the CUDA backend with one rank's sums as the global ones
  *    (bn_sums + bn_fwd_from_sums, bn_sums + bn_bwd_from_sums) equals the fused single-GPU
  *    BN ops bit for bit (the same kernels and formulas); the trainer with one rank never
@@ -38,6 +39,20 @@ static void test_nccl_one_rank(void) {
     CHECK(sc_comm_broadcast(c, d, N, SC_F32, 0) == SC_OK && sc_comm_barrier(c) == SC_OK);
     be->ops->download(be, back, d, sizeof back);
     CHECK(memcmp(h, back, sizeof h) == 0);
+    /* asynchronous all-reduces on a duplicate, after a copy enqueued on the backend's stream */
+    sc_comm *dup;
+    st = sc_comm_dup(c, &dup);
+    CHECKF(st == SC_OK, "%s", sc_last_error());
+    if (st == SC_OK) {
+        be->ops->zero(be, d, N * sizeof(float));
+        be->ops->copy(be, d, e, N * sizeof(float)); /* e holds h after the reduce-scatter above */
+        CHECK(sc_comm_iallreduce_mean(dup, (float *)d + N / 2, N - N / 2, SC_F32) == SC_OK);
+        CHECK(sc_comm_iallreduce_mean(dup, d, N / 2, SC_F32) == SC_OK);
+        CHECKF(sc_comm_wait_all(dup) == SC_OK, "%s", sc_last_error());
+        be->ops->download(be, back, d, sizeof back);
+        CHECK(memcmp(h, back, sizeof h) == 0);
+        sc_comm_destroy(dup);
+    }
     sc_backend_free(be, d);
     sc_backend_free(be, e);
     sc_comm_destroy(c);

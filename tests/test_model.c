@@ -1,7 +1,8 @@
 /*
  * test_model.c - the whole SimCLR network (encoder + head + L2 norm + NT-Xent) against
  * central finite differences in double precision, on tiny ResNets of both block types and
- * both stems; plus evaluation-mode batching and F32/F64 agreement.
+ * both stems; plus evaluation-mode batching and F32/F64 agreement, and the gradient-ready
+ * hook: each offset it reports has every gradient above it written and never written again.
  */
 #include <math.h>
 
@@ -182,6 +183,77 @@ static void test_f32_matches_f64(void) {
     net_free(&b);
 }
 
+/* What the gradient-ready hook saw: each offset and a copy of grads [offset, total) then. */
+typedef struct ready_log {
+    const sc_param_table *t;
+    const float *g;
+    int calls, unwritten; /* unwritten: trainable entries above an offset still holding the poison */
+    int64_t offset[64];
+    float *seen[64];
+} ready_log;
+
+static void log_ready(void *arg, int64_t offset) {
+    ready_log *l = arg;
+    if (l->calls == 64) return;
+    for (int i = 0; i < l->t->count; i++) {
+        const sc_param *p = &l->t->rows[i];
+        if (p->offset < offset || (p->flags & SC_PARAM_BN_STAT)) continue;
+        for (int64_t j = 0; j < p->numel; j++) l->unwritten += isnan(l->g[p->offset + j]);
+    }
+    size_t n = (size_t)(l->t->total - offset);
+    l->seen[l->calls] = malloc(n * sizeof(float));
+    memcpy(l->seen[l->calls], l->g + offset, n * sizeof(float));
+    l->offset[l->calls++] = offset;
+}
+
+/* The hook is called after each head layer, each block and the stem (last, with offset 0),
+ * with falling offsets; when it is called, every trained gradient from the offset up has been
+ * written (the buffer was poisoned with NaN), and nothing there changes afterwards. */
+static void hook_case(const sc_model_config *mc, int blocks, int size) {
+    net n;
+    net_make(&n, mc, 4, size, SC_F32, 11);
+    const sc_param_table *t = sc_model_params(n.m);
+    sc_tensor g = sc_model_grad_buffer(n.m);
+    ready_log l = {.t = t, .g = g.data};
+    for (int i = 0; i < t->count; i++)
+        if (!(t->rows[i].flags & SC_PARAM_BN_STAT))
+            for (int64_t j = 0; j < t->rows[i].numel; j++) ((float *)g.data)[t->rows[i].offset + j] = NAN;
+    sc_model_set_grad_ready(n.m, log_ready, &l);
+    float *xf = malloc((size_t)4 * size * size * mc->in_channels * sizeof *xf);
+    for (int i = 0; i < 4 * size * size * mc->in_channels; i++) xf[i] = (float)n.x[i];
+    sc_tensor x = sc_tensor_4d(xf, SC_F32, 4, size, size, mc->in_channels), z, dz;
+    sc_model_forward(n.m, &x, 1, NULL, &z);
+    sc_loss_compute(&n.loss, &z, &dz);
+    sc_model_backward(n.m, &dz);
+    CHECKF(l.calls == mc->head_layers + blocks + 1, "%d calls", l.calls);
+    CHECK(l.calls > 0 && l.offset[l.calls - 1] == 0);
+    CHECKF(l.unwritten == 0, "%d gradient entries were reported final before they were written", l.unwritten);
+    int changed = 0;
+    for (int k = 0; k < l.calls; k++) {
+        if (k > 0) CHECK(l.offset[k] < l.offset[k - 1]);
+        changed += memcmp(l.seen[k], (float *)g.data + l.offset[k], (size_t)(t->total - l.offset[k]) * sizeof(float)) != 0;
+        free(l.seen[k]);
+    }
+    CHECKF(changed == 0, "%d reported ranges changed after they were reported final", changed);
+    sc_model_set_grad_ready(n.m, NULL, NULL); /* removed: no calls */
+    l.calls = 0;
+    sc_model_forward(n.m, &x, 1, NULL, &z);
+    sc_model_backward(n.m, &dz);
+    CHECK(l.calls == 0);
+    free(xf);
+    net_free(&n);
+}
+
+static void test_grad_ready_hook(void) {
+    sc_model_config basic = {.arch = SC_ARCH_RESNET18, .stem = SC_STEM_CIFAR, .width = 1.0 / 16, .in_channels = 2,
+                             .head_layers = 2, .head_out = 8, .head_bn_hidden = 1, .head_bias = 1};
+    hook_case(&basic, 8, 8);
+    sc_model_config bottleneck = {.arch = SC_ARCH_RESNET50, .stem = SC_STEM_IMAGENET, .width = 1.0 / 32,
+                                  .in_channels = 3, .head_layers = 3, .head_hidden = 6, .head_out = 3,
+                                  .head_bn_hidden = 1, .head_bn_last = 1, .head_bias = 1};
+    hook_case(&bottleneck, 16, 32);
+}
+
 /* Backward without a training forward through the head is a programming error; planning
  * errors are reported, not aborted on. */
 static void test_plan_errors(void) {
@@ -229,6 +301,7 @@ int main(void) {
     SC_RUN(test_gradient_head_variants);
     SC_RUN(test_eval_batching);
     SC_RUN(test_f32_matches_f64);
+    SC_RUN(test_grad_ready_hook);
     SC_RUN(test_plan_errors);
     SC_RUN(test_forward_macs);
     sc_backend_destroy(be);

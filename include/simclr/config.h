@@ -161,7 +161,7 @@ typedef struct sc_config {
         int bn_group;             /* ranks per global-BN group (consecutive ranks); 0 = all */
         int cross_replica;        /* negatives from every rank's batch (all-gathered z) */
         double timeout_s;         /* a collective fails when a peer is silent this long */
-        int bucket_mb;            /* gradient all-reduce bucket size */
+        double bucket_mb;         /* gradient all-reduce bucket size (MiB; fractions for small models) */
     } dist;
 } sc_config;
 

@@ -13,6 +13,14 @@
  * `timeout_s` seconds makes the call fail with a message naming that rank, so no rank ever
  * waits forever. After a failure the communicator is unusable; call abort, then destroy.
  *
+ * Asynchronous all-reduces (iallreduce, then wait_all) let the gradient buckets travel while
+ * the backward pass still computes (src/dist/grad_sync.c). They run on a communicator made
+ * for them with dup, which has connections of its own (TCP: its own sockets and a worker
+ * thread; NCCL: its own communicator and CUDA stream), so they never interleave with the
+ * blocking collectives the main thread issues on the parent meanwhile (global BN). A dead or
+ * silent peer fails wait_all as it fails a blocking call (at once, or after timeout_s), naming
+ * it, and an asynchronous all-reduce gives the bits of the blocking one.
+ *
  * Reductions are deterministic: every element is summed in rank order (rank 0 + rank 1 + ...)
  * on both implementations where NCCL allows it (NCCL_ALGO=Ring is needed there), so every
  * rank receives identical bits and a run repeats exactly.
@@ -52,6 +60,18 @@ typedef struct sc_comm_ops {
     /* A communicator over the group of `group_size` consecutive ranks holding this rank
      * (group_size divides world_size). Collective over the whole communicator. */
     sc_status (*split)(sc_comm *c, int group_size, sc_comm **out);
+    /* A communicator over the same ranks with connections of its own: its operations may run
+     * at the same time as the parent's (TCP: from another thread). Collective. */
+    sc_status (*dup)(sc_comm *c, sc_comm **out);
+    /* Start buf [count] <- the sum (or mean) of every rank's buf and return at once; the
+     * started all-reduces run one after the other in the order they were started, and buf
+     * belongs to the communicator until wait_all. On a device communicator the all-reduce
+     * runs on a stream of its own after the work enqueued so far on the backend's stream.
+     * Only iallreduce, wait_all and abort may be called while some are started. */
+    sc_status (*iallreduce)(sc_comm *c, void *buf, int64_t count, sc_dtype dt, sc_reduce_op op);
+    /* Wait until every started all-reduce has finished (a device communicator also makes the
+     * backend's stream wait for them); returns the first failure among them. */
+    sc_status (*wait_all)(sc_comm *c);
     /* Give up: tell the peers (best effort), stop every transfer in progress. Never blocks. */
     void (*abort)(sc_comm *c);
     void (*destroy)(sc_comm *c);
@@ -106,6 +126,9 @@ sc_status sc_comm_reduce_scatter_sum(sc_comm *c, const void *send, void *recv, i
 sc_status sc_comm_broadcast(sc_comm *c, void *buf, int64_t count, sc_dtype dt, int root);
 sc_status sc_comm_barrier(sc_comm *c);
 sc_status sc_comm_split(sc_comm *c, int group_size, sc_comm **out);
+sc_status sc_comm_dup(sc_comm *c, sc_comm **out);
+sc_status sc_comm_iallreduce_mean(sc_comm *c, void *buf, int64_t count, sc_dtype dt);
+sc_status sc_comm_wait_all(sc_comm *c);
 void sc_comm_abort(sc_comm *c);
 void sc_comm_destroy(sc_comm *c); /* NULL is a no-op */
 

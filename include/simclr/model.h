@@ -95,6 +95,17 @@ typedef struct sc_bn_sync {
 void sc_model_set_bn_sync(sc_model *m, sc_bn_sync *sync);
 int sc_model_bn_max_channels(const sc_model *m);
 
+/* Gradient-ready hook (the data-parallel gradient sync, include/simclr/grad_sync.h): while one
+ * is set, sc_model_backward calls ready(arg, offset) each time every gradient from `offset`
+ * to the end of the gradient buffer is final for this pass: after each head layer, after
+ * each residual block, and last after the stem with offset 0; the same calls in the same order
+ * on every rank. Parameters are laid out in forward order (stem, blocks, head) and each of
+ * these steps writes only the gradient rows of its own parameters, so the offsets fall. On a
+ * device backend "final" means on the backend's stream: the work is enqueued, maybe not done.
+ * NULL (the default) makes no calls. */
+typedef void (*sc_grad_ready_fn)(void *arg, int64_t offset);
+void sc_model_set_grad_ready(sc_model *m, sc_grad_ready_fn ready, void *arg);
+
 void sc_model_forward(sc_model *m, const sc_tensor *x, int train, sc_tensor *h, sc_tensor *z);
 
 /* Backward pass after a training-mode forward: dz [B, D] -> every gradient in the gradient

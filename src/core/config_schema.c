@@ -280,7 +280,10 @@ static const sc_config_entry schema[] = {
          "SimCLR; false uses only the rank's own batch."),
     FLOAT(dist.timeout_s, 0.1, 86400, "300",
           "A collective fails when a peer sends nothing for this long (a dead rank fails the others at once)."),
-    INT(dist.bucket_mb, 1, 4096, "25", "Gradient all-reduce bucket size in MiB."),
+    FLOAT(dist.bucket_mb, 0.001, 4096, "25",
+          "Gradient all-reduce bucket size in MiB (fractions allowed). Buckets are cut from the top of the "
+          "gradient buffer and each one is all-reduced as soon as the backward pass has finished it, while "
+          "the pass goes on."),
 };
 
 const sc_config_entry *sc_config_schema(int *count) {

@@ -126,6 +126,22 @@ sc_status sc_comm_split(sc_comm *c, int group_size, sc_comm **out) {
     return wrap(c, "split", c->ops->split(c, group_size, out));
 }
 
+sc_status sc_comm_dup(sc_comm *c, sc_comm **out) {
+    SC_TRY(check(c, "dup", 0, SC_I32));
+    return wrap(c, "dup", c->ops->dup(c, out));
+}
+
+sc_status sc_comm_iallreduce_mean(sc_comm *c, void *buf, int64_t count, sc_dtype dt) {
+    SC_TRY(check(c, "asynchronous all-reduce (mean)", count, dt));
+    if (dt == SC_I32) return sc_errorf(SC_ERR_ARG, "rank %d: the mean all-reduce takes F32 or F64", c->global_rank);
+    return wrap(c, "asynchronous all-reduce (mean)", c->ops->iallreduce(c, buf, count, dt, SC_REDUCE_MEAN));
+}
+
+sc_status sc_comm_wait_all(sc_comm *c) {
+    SC_TRY(check(c, "wait for the asynchronous all-reduces", 0, SC_I32));
+    return wrap(c, "asynchronous all-reduce", c->ops->wait_all(c));
+}
+
 void sc_comm_abort(sc_comm *c) {
     if (c) c->ops->abort(c);
 }

@@ -18,6 +18,14 @@
  *
  * Group communicators (split) share the parent's sockets: all members of a group run the
  * same sequence of group and world collectives, so each socket's byte stream stays ordered.
+ * A duplicate (dup) gets sockets of its own: a second mesh among the same ranks, each rank
+ * listening on a fresh ephemeral port announced to the others by an all-gather over the
+ * parent, so it can carry traffic while the parent is busy.
+ *
+ * Asynchronous all-reduces (iallreduce) go to a FIFO served by one worker thread per
+ * communicator (started on first use, signals blocked) that runs the same blocking all-reduce,
+ * so the bits are those of the blocking call. The first failure is kept, with its message,
+ * and later queued all-reduces are skipped; wait_all returns it on the caller's thread.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +34,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,15 +52,31 @@ typedef struct tcp_shared {
     int world;
     int *fd;      /* [world] socket to each global rank, -1 for self */
     int refs;     /* the world communicator and its groups */
-    int aborted;
+    atomic_int aborted; /* set by abort, possibly while the worker thread is inside progress() */
 } tcp_shared;
+
+typedef struct async_op {
+    void *buf;
+    int64_t count;
+    sc_dtype dt;
+    sc_reduce_op op;
+} async_op;
 
 typedef struct tcp_comm {
     sc_comm pub;
     tcp_shared *sh;
     int *members;     /* [size] global rank of each member, ascending */
-    uint8_t *scratch; /* receive space of reductions */
+    uint8_t *scratch; /* receive space of reductions (the worker's while all-reduces are started) */
     size_t scratch_cap;
+    /* asynchronous all-reduces: queue[0 .. issued), run in order by the worker thread */
+    int has_worker, quit;
+    pthread_t worker;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    async_op *queue;
+    int issued, taken, finished, queue_cap;
+    sc_status async_status;  /* the first failure, kept: the communicator is then unusable */
+    char async_msg[2048];    /* its message (sc_last_error is per thread) */
 } tcp_comm;
 
 static double now_s(void) {
@@ -263,6 +290,78 @@ static sc_status tcp_barrier(sc_comm *pub) {
     return tcp_allreduce(pub, &one, 1, SC_I32, SC_REDUCE_SUM);
 }
 
+/* ---- asynchronous all-reduces ------------------------------------------------------------ */
+
+static void *worker_main(void *arg) {
+    tcp_comm *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->quit && c->taken == c->issued) pthread_cond_wait(&c->work, &c->mu);
+        if (c->quit) break;
+        async_op op = c->queue[c->taken++];
+        const int run = c->async_status == SC_OK;
+        pthread_mutex_unlock(&c->mu);
+        sc_status st = run ? tcp_allreduce(&c->pub, op.buf, op.count, op.dt, op.op) : SC_OK;
+        pthread_mutex_lock(&c->mu);
+        if (st != SC_OK && c->async_status == SC_OK) {
+            c->async_status = st;
+            snprintf(c->async_msg, sizeof c->async_msg, "%s", sc_last_error());
+        }
+        c->finished++;
+        pthread_cond_broadcast(&c->done);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static sc_status start_worker(tcp_comm *c) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals (Ctrl-C) go to the other threads */
+    int e = pthread_create(&c->worker, NULL, worker_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0) return sc_errorf(SC_ERR_NOMEM, "cannot start the all-reduce thread: %s", strerror(e));
+    c->has_worker = 1;
+    return SC_OK;
+}
+
+static sc_status tcp_iallreduce(sc_comm *pub, void *buf, int64_t count, sc_dtype dt, sc_reduce_op op) {
+    tcp_comm *c = (tcp_comm *)pub;
+    if (pub->world_size == 1 || count == 0) return SC_OK; /* nothing moves: done at once */
+    if (!c->has_worker) SC_TRY(start_worker(c));
+    pthread_mutex_lock(&c->mu);
+    sc_status st = c->async_status;
+    if (st == SC_OK && c->issued == c->queue_cap) {
+        int cap = c->queue_cap ? 2 * c->queue_cap : 16;
+        async_op *q = realloc(c->queue, (size_t)cap * sizeof *q);
+        if (q) {
+            c->queue = q;
+            c->queue_cap = cap;
+        } else {
+            st = SC_ERR_NOMEM;
+        }
+    }
+    if (st == SC_OK) {
+        c->queue[c->issued++] = (async_op){.buf = buf, .count = count, .dt = dt, .op = op};
+        pthread_cond_signal(&c->work);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (st == SC_ERR_NOMEM) return sc_errorf(st, "out of memory for the queue of all-reduces");
+    if (st != SC_OK) return sc_errorf(st, "an earlier all-reduce failed: %s", c->async_msg);
+    return SC_OK;
+}
+
+static sc_status tcp_wait_all(sc_comm *pub) {
+    tcp_comm *c = (tcp_comm *)pub;
+    if (!c->has_worker) return SC_OK;
+    pthread_mutex_lock(&c->mu);
+    while (c->finished < c->issued) pthread_cond_wait(&c->done, &c->mu);
+    c->issued = c->taken = c->finished = 0;
+    sc_status st = c->async_status;
+    pthread_mutex_unlock(&c->mu);
+    return st == SC_OK ? SC_OK : sc_errorf(st, "%s", c->async_msg);
+}
+
 static const sc_comm_ops tcp_ops;
 
 static sc_status make_comm(tcp_shared *sh, int global_rank, int first, int size, double timeout_s, tcp_comm **out) {
@@ -278,6 +377,9 @@ static sc_status make_comm(tcp_shared *sh, int global_rank, int first, int size,
                        .timeout_s = timeout_s, .impl = c};
     c->sh = sh;
     c->members = members;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->work, NULL);
+    pthread_cond_init(&c->done, NULL);
     sh->refs++;
     *out = c;
     return SC_OK;
@@ -292,15 +394,28 @@ static sc_status tcp_split(sc_comm *pub, int group_size, sc_comm **out) {
     return SC_OK;
 }
 
+static sc_status tcp_dup(sc_comm *pub, sc_comm **out);
+
 static void tcp_abort(sc_comm *pub) {
     tcp_comm *c = (tcp_comm *)pub;
-    c->sh->aborted = 1;
+    atomic_store(&c->sh->aborted, 1);
     for (int j = 0; j < c->sh->world; j++)
         if (c->sh->fd[j] >= 0) shutdown(c->sh->fd[j], SHUT_RDWR); /* peers see end of stream now */
 }
 
 static void tcp_destroy(sc_comm *pub) {
     tcp_comm *c = (tcp_comm *)pub;
+    if (c->has_worker) { /* it finishes the all-reduce it runs (at once after an abort) */
+        pthread_mutex_lock(&c->mu);
+        c->quit = 1;
+        pthread_cond_signal(&c->work);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->worker, NULL);
+    }
+    pthread_cond_destroy(&c->work);
+    pthread_cond_destroy(&c->done);
+    pthread_mutex_destroy(&c->mu);
+    free(c->queue);
     if (--c->sh->refs == 0) {
         for (int j = 0; j < c->sh->world; j++)
             if (c->sh->fd[j] >= 0) close(c->sh->fd[j]);
@@ -320,6 +435,9 @@ static const sc_comm_ops tcp_ops = {
     .broadcast = tcp_broadcast,
     .barrier = tcp_barrier,
     .split = tcp_split,
+    .dup = tcp_dup,
+    .iallreduce = tcp_iallreduce,
+    .wait_all = tcp_wait_all,
     .abort = tcp_abort,
     .destroy = tcp_destroy,
 };
@@ -416,6 +534,15 @@ static sc_status connect_retry(uint32_t ip, uint32_t port_n, double deadline, co
     }
 }
 
+/* Read the hello a peer sends on a fresh connection. */
+static sc_status recv_hello(int fd, double timeout_s, hello *h) {
+    int fds[1] = {fd};
+    tcp_shared sh1 = {.world = 1, .fd = fds};
+    tcp_comm one = {.pub = {.timeout_s = timeout_s}, .sh = &sh1, .members = (int[]){0}};
+    xfer x = {.peer = -1, .fd = fd, .ptr = (uint8_t *)h, .len = sizeof *h};
+    return progress(&one, NULL, 0, &x, 1);
+}
+
 static sc_status resolve_ipv4(const char *host, uint32_t *ip) {
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int e = getaddrinfo(host, NULL, &hints, &res);
@@ -451,11 +578,7 @@ static sc_status rendezvous(const sc_dist_env *env, double timeout_s, int *fd) {
             st = accept_one(lfd, deadline, what, &cfd, &peer);
             if (st != SC_OK) break;
             hello h = {0};
-            int tmpfd[1] = {cfd};
-            tcp_shared sh1 = {.world = 1, .fd = tmpfd};
-            tcp_comm one = {.pub = {.timeout_s = timeout_s}, .sh = &sh1, .members = (int[]){0}};
-            xfer x = {.peer = -1, .fd = cfd, .ptr = (uint8_t *)&h, .len = sizeof h};
-            st = progress(&one, NULL, 0, &x, 1);
+            st = recv_hello(cfd, timeout_s, &h);
             if (st == SC_OK && (h.magic != HELLO_MAGIC || h.world != (uint32_t)n || h.rank == 0 || h.rank >= (uint32_t)n ||
                                 fd[h.rank] >= 0))
                 st = sc_errorf(SC_ERR_IO, "rendezvous: a bad hello (rank %u of %u; this job has %d ranks; "
@@ -496,11 +619,7 @@ static sc_status rendezvous(const sc_dist_env *env, double timeout_s, int *fd) {
         st = accept_one(lfd, deadline, "the higher ranks", &cfd, &peer);
         if (st != SC_OK) break;
         hello hk = {0};
-        int tmpfd[1] = {cfd};
-        tcp_shared sh1 = {.world = 1, .fd = tmpfd};
-        tcp_comm one = {.pub = {.timeout_s = timeout_s}, .sh = &sh1, .members = (int[]){0}};
-        xfer x = {.peer = -1, .fd = cfd, .ptr = (uint8_t *)&hk, .len = sizeof hk};
-        st = progress(&one, NULL, 0, &x, 1);
+        st = recv_hello(cfd, timeout_s, &hk);
         if (st == SC_OK && (hk.magic != HELLO_MAGIC || hk.rank <= (uint32_t)me || hk.rank >= (uint32_t)n || fd[hk.rank] >= 0))
             st = sc_errorf(SC_ERR_IO, "rendezvous: a bad hello from a peer (rank %u)", hk.rank);
         if (st != SC_OK) {
@@ -537,5 +656,82 @@ sc_status sc_comm_tcp_create(const sc_dist_env *env, double timeout_s, sc_comm *
         return sc_error_wrap(st, "rank %d of %d: connecting the ranks over TCP", env->rank, env->world_size);
     }
     *out = &c->pub;
+    return SC_OK;
+}
+
+/* ---- duplicates ------------------------------------------------------------------------------ */
+
+/* Connect this rank to every other member of c in sh->fd (indexed by global rank): ports
+ * [size] are the members' listening ports, lfd this rank's listening socket. As in the
+ * rendezvous, a rank connects to the lower members and accepts the higher ones; a peer's
+ * address is the one its parent connection has. */
+static sc_status mesh(tcp_comm *c, tcp_shared *sh, int lfd, const int32_t *ports) {
+    const int n = c->pub.world_size, me = c->pub.rank, world = c->sh->world;
+    const double deadline = now_s() + c->pub.timeout_s;
+    for (int j = 0; j < me; j++) {
+        const int peer = c->members[j];
+        struct sockaddr_in a;
+        socklen_t len = sizeof a;
+        if (getpeername(c->sh->fd[peer], (struct sockaddr *)&a, &len) != 0)
+            return sc_errorf(SC_ERR_IO, "the address of rank %d: %s", peer, strerror(errno));
+        char whom[32];
+        snprintf(whom, sizeof whom, "rank %d", peer);
+        SC_TRY(connect_retry(a.sin_addr.s_addr, htons((uint16_t)ports[j]), deadline, whom, &sh->fd[peer]));
+        hello h = {HELLO_MAGIC, (uint32_t)c->pub.global_rank, (uint32_t)world, 0};
+        xfer x = {.peer = peer, .fd = sh->fd[peer], .ptr = (uint8_t *)&h, .len = sizeof h};
+        SC_TRY(progress(c, &x, 1, NULL, 0));
+    }
+    for (int k = me + 1; k < n; k++) {
+        int cfd;
+        struct sockaddr_in peer;
+        SC_TRY(accept_one(lfd, deadline, "the higher ranks (a second connection)", &cfd, &peer));
+        hello h = {0};
+        sc_status st = recv_hello(cfd, c->pub.timeout_s, &h);
+        if (st == SC_OK && (h.magic != HELLO_MAGIC || h.world != (uint32_t)world ||
+                            h.rank <= (uint32_t)c->pub.global_rank || h.rank > (uint32_t)c->members[n - 1] ||
+                            sh->fd[h.rank] >= 0))
+            st = sc_errorf(SC_ERR_IO, "a bad hello from a peer (rank %u) on the second connection", h.rank);
+        if (st != SC_OK) {
+            close(cfd);
+            return st;
+        }
+        sh->fd[h.rank] = cfd;
+    }
+    return SC_OK;
+}
+
+static sc_status tcp_dup(sc_comm *pub, sc_comm **out) {
+    tcp_comm *c = (tcp_comm *)pub, *d = NULL;
+    const int n = pub->world_size, world = c->sh->world;
+    tcp_shared *sh = calloc(1, sizeof *sh);
+    int *fd = malloc((size_t)world * sizeof *fd);
+    int32_t *ports = malloc((size_t)n * sizeof *ports);
+    sc_status st = sh && fd && ports ? SC_OK : sc_errorf(SC_ERR_NOMEM, "out of memory for a communicator");
+    if (st == SC_OK) {
+        for (int j = 0; j < world; j++) fd[j] = -1;
+        sh->world = world;
+        sh->fd = fd;
+    }
+    int lfd = -1, lport = 0;
+    if (st == SC_OK && n > 1) {
+        st = listen_on(htonl(INADDR_ANY), 0, n, &lfd, &lport);
+        int32_t mine = st == SC_OK ? lport : 0; /* 0: every rank learns that this one failed */
+        sc_status ag = tcp_allgather(pub, &mine, ports, 1, SC_I32);
+        if (st == SC_OK) st = ag;
+        for (int j = 0; j < n && st == SC_OK; j++)
+            if (ports[j] == 0) st = sc_errorf(SC_ERR_IO, "rank %d could not open a second listening socket", c->members[j]);
+        if (st == SC_OK) st = mesh(c, sh, lfd, ports);
+        if (lfd >= 0) close(lfd);
+    }
+    if (st == SC_OK) st = make_comm(sh, pub->global_rank, c->members[0], n, pub->timeout_s, &d);
+    free(ports);
+    if (st != SC_OK) {
+        for (int j = 0; sh && sh->fd && j < world; j++)
+            if (fd[j] >= 0) close(fd[j]);
+        free(fd);
+        free(sh);
+        return st;
+    }
+    *out = &d->pub;
     return SC_OK;
 }

@@ -169,6 +169,7 @@ void sc_head_backward(sc_head *hd, const sc_nn_ctx *ctx, const sc_tensor *dz, vo
         sc_tensor dw = param(ctx, l->weight, ctx->grads);
         sc_tensor db = l->bias >= 0 ? param(ctx, l->bias, ctx->grads) : (sc_tensor){0};
         sc_op_linear_bwd(ctx->be, &in, &w, &g, &dx, &dw, l->bias >= 0 ? &db : NULL);
+        sc_nn_grad_ready(ctx, l->weight); /* the layer's rows (weight, bias, BN) are done */
         g = dx;
         next ^= 1;
     }

@@ -202,4 +202,8 @@ void sc_bn_layer_bwd_relu(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_t
                       l->beta >= 0 ? &dbeta : NULL);
 }
 
+void sc_nn_grad_ready(const sc_nn_ctx *ctx, int row) {
+    if (ctx->grad_ready) ctx->grad_ready(ctx->grad_ready_arg, ctx->table->rows[row].offset);
+}
+
 sc_tensor sc_rows(const sc_tensor *t, int64_t n) { return sc_tensor_slice0(t, 0, n); }

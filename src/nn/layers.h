@@ -23,6 +23,8 @@ typedef struct sc_nn_ctx {
     void *grads;  /* flat gradient buffer */
     sc_tensor ws; /* convolution workspace */
     sc_bn_sync *bn_sync; /* global batch norm over these ranks; NULL: this process's batch */
+    sc_grad_ready_fn grad_ready; /* see sc_model_set_grad_ready; NULL: no calls */
+    void *grad_ready_arg;
 } sc_nn_ctx;
 
 typedef struct sc_conv_layer {
@@ -68,6 +70,10 @@ void sc_bn_layer_fwd_act(const sc_nn_ctx *ctx, sc_bn_layer *l, const sc_tensor *
  * consumed (a scratch gradient). */
 void sc_bn_layer_bwd_relu(const sc_nn_ctx *ctx, const sc_bn_layer *l, const sc_tensor *x,
                           const sc_tensor *y, const sc_tensor *dy, sc_tensor *dx);
+
+/* Tell the gradient-ready hook, if any, that every gradient from parameter row `row`'s offset
+ * to the end of the buffer is final. */
+void sc_nn_grad_ready(const sc_nn_ctx *ctx, int row);
 
 /* A view of an [rows, ...] planned activation cut to its first n rows. */
 sc_tensor sc_rows(const sc_tensor *t, int64_t n);

@@ -22,6 +22,8 @@ struct sc_model {
     sc_dtype dtype;
     sc_param_table table;
     sc_bn_sync *bn_sync; /* global batch norm (not owned), NULL for per-process BN */
+    sc_grad_ready_fn grad_ready; /* gradient-ready hook, NULL when none */
+    void *grad_ready_arg;
     sc_resnet *enc;
     sc_head *head;
     void *params, *grads, *state; /* flat buffers of table.total elements */
@@ -146,6 +148,11 @@ double sc_model_forward_macs(const sc_model *m) { return m->macs; }
 
 void sc_model_set_bn_sync(sc_model *m, sc_bn_sync *sync) { m->bn_sync = sync; }
 
+void sc_model_set_grad_ready(sc_model *m, sc_grad_ready_fn ready, void *arg) {
+    m->grad_ready = ready;
+    m->grad_ready_arg = arg;
+}
+
 int sc_model_bn_max_channels(const sc_model *m) {
     int64_t c = 0;
     for (int i = 0; i < m->table.count; i++)
@@ -159,7 +166,8 @@ sc_tensor sc_model_state_buffer(sc_model *m) { return sc_tensor_1d(m->state, m->
 
 static sc_nn_ctx make_ctx(sc_model *m) {
     sc_nn_ctx ctx = {.be = m->be, .table = &m->table, .dtype = m->dtype, .params = m->params,
-                     .grads = m->grads, .ws = m->ws, .bn_sync = m->bn_sync};
+                     .grads = m->grads, .ws = m->ws, .bn_sync = m->bn_sync, .grad_ready = m->grad_ready,
+                     .grad_ready_arg = m->grad_ready_arg};
     return ctx;
 }
 

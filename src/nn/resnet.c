@@ -329,6 +329,7 @@ void sc_resnet_backward(sc_resnet *r, const sc_nn_ctx *ctx, const sc_tensor *dh,
         sc_tensor in = i > 0 ? sc_rows(&r->blocks[i - 1].out, n)
                              : sc_rows(r->has_pool ? &r->stem_p : &r->stem_a, n);
         block_backward(ctx, &r->blocks[i], &in, n, cur, next, t1, t2);
+        sc_nn_grad_ready(ctx, r->blocks[i].conv[0].weight); /* the block's first row */
         void *tmp = cur;
         cur = next;
         next = tmp;
@@ -350,4 +351,5 @@ void sc_resnet_backward(sc_resnet *r, const sc_nn_ctx *ctx, const sc_tensor *dh,
     sc_tensor dc = view_like(t1, &c);
     sc_bn_layer_bwd_relu(ctx, &r->stem_bn, &c, &a, &da, &dc);
     sc_conv_layer_bwd(ctx, &r->stem_conv, &r->x, &dc, NULL);
+    sc_nn_grad_ready(ctx, r->stem_conv.weight); /* offset 0: the encoder registers first */
 }

@@ -15,8 +15,11 @@
  * trains on its shard of B / W images of every global batch (the loader's sharding). BN
  * statistics are summed over the BN group (dist.global_bn, dist.bn_group) and embeddings
  * gathered for cross-replica negatives (dist.cross_replica); the gradient buffer is averaged
- * over the ranks in dist.bucket_mb buckets after the backward pass, so the optimizer step is
- * identical everywhere and the weights stay equal. The per-step loss, accuracy and stop
+ * over the ranks in dist.bucket_mb buckets, each one all-reduced as soon as the backward pass
+ * has finished it and while the pass goes on (include/simclr/grad_sync.h), on a duplicate of
+ * the data communicator with connections of its own, so that the blocking collectives of
+ * global BN never wait behind gradient traffic; the optimizer waits for every bucket, so its
+ * step is identical everywhere and the weights stay equal. The per-step loss, accuracy and stop
  * request are reduced over the ranks, so every rank takes the same decisions. Only rank 0
  * writes the run directory (logs, metrics, checkpoints, TensorBoard, evaluations). On a CUDA
  * backend the data collectives run on an NCCL communicator made over the given (TCP) one.
@@ -44,6 +47,7 @@
 #include "simclr/data.h"
 #include "simclr/dist.h"
 #include "simclr/export.h"
+#include "simclr/grad_sync.h"
 #include "simclr/log.h"
 #include "simclr/loss.h"
 #include "simclr/model.h"
@@ -231,6 +235,8 @@ typedef struct trainer {
     sc_comm *comm;       /* the job's (host) communicator, not owned; NULL for one process */
     sc_comm *dcomm;      /* collectives on backend buffers: comm on the CPU, NCCL on CUDA */
     sc_comm *bn_comm;    /* the global-BN group when it is smaller than the world (owned) */
+    sc_comm *gcomm;      /* the gradient all-reduces': a duplicate of dcomm (owned) */
+    sc_grad_sync *grad_sync; /* the bucketed gradient mean, started from the backward pass */
     int owns_dcomm;
     int rank, world, root;
     sc_bn_sync bn_sync;
@@ -238,6 +244,8 @@ typedef struct trainer {
 } trainer;
 
 static void trainer_release(trainer *t) {
+    sc_grad_sync_destroy(t->grad_sync);
+    sc_comm_destroy(t->gcomm); /* before its parent; waits for its thread (TCP) */
     if (t->be) sc_backend_free(t->be, t->bn_sums);
     sc_comm_destroy(t->bn_comm);
     if (t->owns_dcomm) sc_comm_destroy(t->dcomm);
@@ -436,6 +444,11 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
         sc_tensor p = sc_model_param_buffer(t->model), s = sc_model_state_buffer(t->model);
         SC_TRY(sc_comm_broadcast(t->dcomm, p.data, p.shape[0], SC_F32, 0));
         SC_TRY(sc_comm_broadcast(t->dcomm, s.data, s.shape[0], SC_F32, 0));
+        sc_tensor g = sc_model_grad_buffer(t->model);
+        const int64_t bucket = (int64_t)(cfg->dist.bucket_mb * (double)(1 << 20)) / (int64_t)sizeof(float);
+        SC_TRY(sc_comm_dup(t->dcomm, &t->gcomm));
+        SC_TRY(sc_grad_sync_create(t->gcomm, g.data, g.shape[0], SC_F32, bucket > 0 ? bucket : 1, &t->grad_sync));
+        sc_model_set_grad_ready(t->model, sc_grad_sync_ready, t->grad_sync);
     }
     if (!t->root) {
         SC_TRY(sc_model_plan(t->model, views, aug.out_size, aug.out_size));
@@ -504,21 +517,11 @@ static void log_bad_images(const trainer *t) {
     SC_WARN("%s", line);
 }
 
-/* grads [P] <- the mean over the ranks, in buckets of dist.bucket_mb. */
-static sc_status allreduce_gradients(trainer *t) {
-    sc_tensor grads = sc_model_grad_buffer(t->model);
-    const int64_t total = grads.shape[0];
-    const int64_t bucket = ((int64_t)t->cfg->dist.bucket_mb << 20) / (int64_t)sizeof(float);
-    for (int64_t at = 0; at < total; at += bucket) {
-        int64_t n = total - at < bucket ? total - at : bucket;
-        SC_TRY(sc_comm_allreduce_mean(t->dcomm, (float *)grads.data + at, n, SC_F32));
-    }
-    return SC_OK;
-}
-
 /* The device part of a step, x [2B, S, S, C] -> z -> loss -> dz -> gradients -> update, with
  * the learning rate already in opt->lr: no host transfer in a single process, so it can be
- * recorded. With several ranks: global BN, cross-replica loss and the gradient mean. */
+ * recorded. With several ranks: global BN, cross-replica loss and the gradient mean, whose
+ * buckets the backward pass starts (the model's gradient-ready hook) and which is complete
+ * after sc_grad_sync_finish. */
 static sc_status device_step(trainer *t, const sc_tensor *x) {
     sc_tensor z, dz;
     sc_model_forward(t->model, x, 1, NULL, &z);
@@ -527,9 +530,11 @@ static sc_status device_step(trainer *t, const sc_tensor *x) {
         SC_TRY(sc_loss_compute_dist(&t->loss, &z, &dz));
     else
         sc_loss_compute(&t->loss, &z, &dz);
-    sc_model_backward(t->model, &dz);
+    sc_model_backward(t->model, &dz); /* grads [P]; buckets start as they are finished */
+    /* on a failure, buckets may still be in flight: sc_train_run aborts gcomm and
+     * trainer_release destroys it (which waits for them) before the model */
     if (t->bn_sync.status != SC_OK) return t->bn_sync.status;
-    if (t->world > 1) SC_TRY(allreduce_gradients(t));
+    if (t->grad_sync) SC_TRY(sc_grad_sync_finish(t->grad_sync)); /* grads [P] <- the mean over the ranks */
     sc_tensor params = sc_model_param_buffer(t->model), grads = sc_model_grad_buffer(t->model);
     sc_tensor state = sc_model_state_buffer(t->model);
     sc_optimizer_apply(&t->opt, sc_model_params(t->model), &params, &grads, &state);
@@ -745,6 +750,7 @@ sc_status sc_train_run(const sc_config *cfg, const sc_resume_point *rp, sc_comm 
     sc_status rc = setup(&t, cfg, rp, res);
     if (rc == SC_OK) rc = run_loop(&t, res);
     if (rc != SC_OK && rc != SC_ERR_INTERRUPTED && t.comm) { /* the other ranks stop now, not at their timeout */
+        sc_comm_abort(t.gcomm); /* NULL-safe: the gradient buckets in flight stop too */
         if (t.owns_dcomm) sc_comm_abort(t.dcomm);
         sc_comm_abort(t.comm);
     }

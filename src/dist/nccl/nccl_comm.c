@@ -12,6 +12,18 @@
  * Waiting for each collective costs the host a synchronisation per call; it is what bounds
  * the time a dead peer can hold this rank.
  *
+ * Asynchronous all-reduces run on a stream of the communicator's own ("side"): iallreduce
+ * records an event on the backend's stream and makes the side stream wait for it (fork), so
+ * the all-reduce sees every gradient enqueued before it, then enqueues the all-reduce there
+ * and returns once NCCL has taken it (ncclInProgress settled under the timeout). wait_all
+ * records an event on the side stream and makes the backend's stream wait for it (join), so
+ * the optimizer runs after every bucket; then it polls that event with the asynchronous error
+ * under dist.timeout_s, as a blocking collective does. The fork and the join are events, as
+ * a stream capture allows. A duplicate (dup) is ncclCommSplit over the same ranks: its
+ * collectives never queue behind the parent's, which the main thread keeps using (global BN).
+ * All ranks start the same all-reduces in the same order on both communicators, as NCCL
+ * requires of concurrent communicators.
+ *
  * The unique id is made by rank 0 and broadcast over the out-of-band TCP communicator.
  * Determinism across runs needs NCCL_ALGO=Ring (and the same world size and topology).
  */
@@ -28,7 +40,8 @@ typedef struct nccl_comm {
     sc_comm pub;
     ncclComm_t comm;
     cudaStream_t stream; /* the backend's */
-    cudaEvent_t done;
+    cudaStream_t side;   /* the asynchronous all-reduces' */
+    cudaEvent_t done, forked, joined;
     int device;
     int32_t *one;        /* device scratch of the barrier */
     int broken;          /* aborted after a failure */
@@ -59,13 +72,11 @@ static sc_status settle(nccl_comm *c, ncclResult_t r, const char *what) {
     return r == ncclSuccess ? SC_OK : fail(c, what, ncclGetErrorString(r));
 }
 
-/* The collective just enqueued (result r) has finished on the GPU, or fail. */
-static sc_status finish(nccl_comm *c, ncclResult_t r, const char *what) {
-    SC_TRY(settle(c, r, what));
-    if (cudaEventRecord(c->done, c->stream) != cudaSuccess) return fail(c, what, "cudaEventRecord failed");
+/* Poll `ev` (recorded after the collectives) until the GPU has passed it, or fail. */
+static sc_status await_event(nccl_comm *c, cudaEvent_t ev, const char *what) {
     const double t0 = now_s();
     for (;;) {
-        cudaError_t q = cudaEventQuery(c->done);
+        cudaError_t q = cudaEventQuery(ev);
         if (q == cudaSuccess) return SC_OK;
         if (q != cudaErrorNotReady) return fail(c, what, cudaGetErrorString(q));
         ncclResult_t a = ncclSuccess;
@@ -75,6 +86,13 @@ static sc_status finish(nccl_comm *c, ncclResult_t r, const char *what) {
         struct timespec ts = {0, 20000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* The collective just enqueued (result r) has finished on the GPU, or fail. */
+static sc_status finish(nccl_comm *c, ncclResult_t r, const char *what) {
+    SC_TRY(settle(c, r, what));
+    if (cudaEventRecord(c->done, c->stream) != cudaSuccess) return fail(c, what, "cudaEventRecord failed");
+    return await_event(c, c->done, what);
 }
 
 static ncclDataType_t nccl_type(sc_dtype dt) {
@@ -117,20 +135,46 @@ static sc_status nc_barrier(sc_comm *pub) {
     return nc_allreduce(pub, c->one, 1, SC_I32, SC_REDUCE_SUM);
 }
 
+static sc_status nc_iallreduce(sc_comm *pub, void *buf, int64_t count, sc_dtype dt, sc_reduce_op op) {
+    nccl_comm *c = pub->impl;
+    SC_TRY(usable(c));
+    if (cudaEventRecord(c->forked, c->stream) != cudaSuccess || cudaStreamWaitEvent(c->side, c->forked, 0) != cudaSuccess)
+        return fail(c, "asynchronous all-reduce", "cannot order the communication stream after the compute stream");
+    ncclResult_t r = ncclAllReduce(buf, buf, (size_t)count, nccl_type(dt), op == SC_REDUCE_MEAN ? ncclAvg : ncclSum,
+                                   c->comm, c->side);
+    return settle(c, r, "asynchronous all-reduce");
+}
+
+static sc_status nc_wait_all(sc_comm *pub) {
+    nccl_comm *c = pub->impl;
+    SC_TRY(usable(c));
+    if (cudaEventRecord(c->joined, c->side) != cudaSuccess || cudaStreamWaitEvent(c->stream, c->joined, 0) != cudaSuccess)
+        return fail(c, "asynchronous all-reduce", "cannot order the compute stream after the communication stream");
+    return await_event(c, c->joined, "asynchronous all-reduce");
+}
+
 static sc_status wrap_comm(ncclComm_t comm, sc_comm *like, int rank, int size, cudaStream_t stream, int device,
                            sc_comm **out);
 
-static sc_status nc_split(sc_comm *pub, int group_size, sc_comm **out) {
-    nccl_comm *c = pub->impl;
+/* A communicator split from c: the members of this rank's `color`, ordered by rank. */
+static sc_status split_as(nccl_comm *c, int color, int rank, int size, const char *what, sc_comm **out) {
     SC_TRY(usable(c));
     ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
     cfg.blocking = 0;
     ncclComm_t g = NULL;
-    SC_TRY(settle(c, ncclCommSplit(c->comm, pub->rank / group_size, pub->rank, &g, &cfg), "split"));
-    nccl_comm tmp = {.pub = *pub, .comm = g};
+    SC_TRY(settle(c, ncclCommSplit(c->comm, color, c->pub.rank, &g, &cfg), what));
+    nccl_comm tmp = {.pub = c->pub, .comm = g};
     ncclResult_t r = ncclInProgress;
-    SC_TRY(settle(&tmp, r, "split (new communicator)"));
-    return wrap_comm(g, pub, pub->rank % group_size, group_size, c->stream, c->device, out);
+    SC_TRY(settle(&tmp, r, what));
+    return wrap_comm(g, &c->pub, rank, size, c->stream, c->device, out);
+}
+
+static sc_status nc_split(sc_comm *pub, int group_size, sc_comm **out) {
+    return split_as(pub->impl, pub->rank / group_size, pub->rank % group_size, group_size, "split", out);
+}
+
+static sc_status nc_dup(sc_comm *pub, sc_comm **out) {
+    return split_as(pub->impl, 0, pub->rank, pub->world_size, "dup", out);
 }
 
 static void nc_abort(sc_comm *pub) {
@@ -153,6 +197,9 @@ static void nc_destroy(sc_comm *pub) {
     }
     cudaFree(c->one);
     cudaEventDestroy(c->done);
+    cudaEventDestroy(c->forked);
+    cudaEventDestroy(c->joined);
+    cudaStreamDestroy(c->side);
     free(c);
 }
 
@@ -164,6 +211,9 @@ static const sc_comm_ops nccl_ops = {
     .broadcast = nc_broadcast,
     .barrier = nc_barrier,
     .split = nc_split,
+    .dup = nc_dup,
+    .iallreduce = nc_iallreduce,
+    .wait_all = nc_wait_all,
     .abort = nc_abort,
     .destroy = nc_destroy,
 };
@@ -181,11 +231,17 @@ static sc_status wrap_comm(ncclComm_t comm, sc_comm *like, int rank, int size, c
     c->pub = (sc_comm){.ops = &nccl_ops, .rank = rank, .world_size = size, .global_rank = like->global_rank,
                        .timeout_s = like->timeout_s, .impl = c};
     if (cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&c->forked, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&c->joined, cudaEventDisableTiming) != cudaSuccess ||
+        cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking) != cudaSuccess ||
         cudaMalloc((void **)&c->one, sizeof(int32_t)) != cudaSuccess) {
         ncclCommAbort(comm);
         if (c->done) cudaEventDestroy(c->done);
+        if (c->forked) cudaEventDestroy(c->forked);
+        if (c->joined) cudaEventDestroy(c->joined);
+        if (c->side) cudaStreamDestroy(c->side);
         free(c);
-        return sc_errorf(SC_ERR_DEVICE, "rank %d: cannot create the NCCL communicator's event and scratch",
+        return sc_errorf(SC_ERR_DEVICE, "rank %d: cannot create the NCCL communicator's stream, events and scratch",
                          like->global_rank);
     }
     int32_t one = 1;
