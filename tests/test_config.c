@@ -130,7 +130,7 @@ static void check_round_trip(const sc_config *cfg, const char *what) {
 static void test_schema_table(void) {
     int n;
     const sc_config_entry *s = sc_config_schema(&n);
-    CHECKF(n == 104, "%d rows; sc_config has 104 settings", n);
+    CHECKF(n == 105, "%d rows; sc_config has 105 settings", n);
     for (int i = 0; i < n; i++) {
         const sc_config_entry *e = &s[i];
         CHECKF(sc_config_find(e->key) == e, "%s: find", e->key);

@@ -7,9 +7,9 @@
  * within fp32 tolerance (only summation orders differ). A BN group of 2 in 4 ranks trains too
  * and differs from global BN (its statistics are over half the batch). The multi-rank runs use
  * gradient buckets of 0.01 MiB (about 20 for this model), all-reduced while the backward pass
- * goes on; 2 ranks with one bucket of 4096 MiB, which can start only after the whole backward
- * pass, must give the same losses and weights bit for bit (the TCP sums are in rank order
- * whatever the buckets), so no bucket was reduced before its gradients were final.
+ * goes on; 2 ranks with the same buckets started only after the whole backward pass
+ * (dist.overlap: false) must give the same losses and weights bit for bit (the TCP sums are in
+ * rank order whenever a bucket starts), so no bucket was reduced before its gradients were final.
  *
  * Fault: `simclr train --gpus 2` through the binary (small gradient buckets, so the kill
  * usually meets some in flight), then rank 1 is SIGKILLed mid-run: rank 0
@@ -32,19 +32,20 @@
 static char dir[256], data_dir[300];
 static const char *simclr_bin;
 
-static void tiny_config(sc_config *cfg, const char *name, int bn_group, double bucket_mb) {
+static void tiny_config(sc_config *cfg, const char *name, int bn_group, double bucket_mb, int overlap) {
     sc_config_defaults(cfg);
     CHECK(sc_config_load_string(cfg, sc_default_config_yaml, "<embedded>") == SC_OK);
-    char d[400], p[400], n[128], g[64], b[64];
+    char d[400], p[400], n[128], g[64], b[64], o[64];
     snprintf(d, sizeof d, "run.dir=%s/runs", dir);
     snprintf(p, sizeof p, "data.path=%s", data_dir);
     snprintf(n, sizeof n, "run.name=%s", name);
     snprintf(g, sizeof g, "dist.bn_group=%d", bn_group);
     snprintf(b, sizeof b, "dist.bucket_mb=%g", bucket_mb);
+    snprintf(o, sizeof o, "dist.overlap=%s", overlap ? "true" : "false");
     const char *sets[] = {"model.width=0.0625", "data.image_size=16", "train.batch_size=32", "train.max_steps=3",
                           "train.epochs=1", "train.warmup_epochs=0.01", "run.log_every=1", "run.progress=never",
                           "data.workers=1", "run.threads=1", "eval.linear_probe=false", "eval.every=0",
-                          "tensorboard.enabled=false", "run.device=cpu", "optim.lr=4", d, p, n, g, b};
+                          "tensorboard.enabled=false", "run.device=cpu", "optim.lr=4", d, p, n, g, b, o};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
         CHECKF(sc_config_set(cfg, sets[i]) == SC_OK, "%s: %s", sets[i], sc_last_error());
 }
@@ -53,12 +54,13 @@ typedef struct job {
     const char *name;
     int bn_group;
     double bucket_mb;
+    int overlap;
 } job;
 
 static int train_rank(const sc_dist_env *env, void *arg) {
     const job *j = arg;
     sc_config cfg;
-    tiny_config(&cfg, j->name, j->bn_group, j->bucket_mb);
+    tiny_config(&cfg, j->name, j->bn_group, j->bucket_mb, j->overlap);
     sc_log_set_rank(env->rank);
     sc_comm *c = NULL;
     sc_status st = sc_comm_tcp_create(env, 30.0, &c);
@@ -95,7 +97,7 @@ static int read_outcome(const char *name, outcome *o) {
     fclose(f);
     snprintf(p, sizeof p, "%s/runs/%s/checkpoints/final.safetensors", dir, name);
     sc_config cfg;
-    tiny_config(&cfg, name, 0, 25);
+    tiny_config(&cfg, name, 0, 25, 1);
     sc_backend *be;
     if (sc_backend_create("cpu", NULL, &be) != SC_OK) return 0;
     sc_model_config mc = sc_model_config_from(&cfg, 1);
@@ -123,8 +125,8 @@ static double max_rel_diff(const outcome *a, const outcome *b) {
 }
 
 static void test_equivalence(void) {
-    static const job one = {"w1", 0, 25}, two = {"w2", 0, 0.01}, four = {"w4", 0, 0.01}, grouped = {"w4g2", 2, 0.01},
-                     after = {"w2after", 0, 4096};
+    static const job one = {"w1", 0, 25, 1}, two = {"w2", 0, 0.01, 1}, four = {"w4", 0, 0.01, 1},
+                     grouped = {"w4g2", 2, 0.01, 1}, after = {"w2after", 0, 0.01, 0};
     CHECK(sc_test_run_ranks(1, train_rank, (void *)&one, 120) == 0);
     CHECK(sc_test_run_ranks(2, train_rank, (void *)&two, 120) == 0);
     CHECK(sc_test_run_ranks(4, train_rank, (void *)&four, 120) == 0);
@@ -134,10 +136,10 @@ static void test_equivalence(void) {
     const char *names[5] = {"w1", "w2", "w4", "w4g2", "w2after"};
     for (int i = 0; i < 5; i++) CHECKF(read_outcome(names[i], &o[i]), "%s: %s", names[i], sc_last_error());
     if (!o[0].w || !o[1].w || !o[2].w || !o[3].w || !o[4].w) return;
-    /* overlapped buckets vs one bucket after the backward pass: the same bits */
+    /* buckets during the backward pass vs the same buckets after it: the same bits */
     int64_t differ = 0;
     for (int64_t i = 0; i < o[1].n; i++) differ += memcmp(&o[1].w[i], &o[4].w[i], sizeof(float)) != 0;
-    printf("  w2 (0.01 MiB buckets during backward) vs w2after (one bucket after it): %lld of %lld weights differ, "
+    printf("  w2 (0.01 MiB buckets during backward) vs w2after (the same after it): %lld of %lld weights differ, "
            "step-3 loss %.9g vs %.9g\n", (long long)differ, (long long)o[1].n, o[1].loss[2], o[4].loss[2]);
     CHECKF(o[1].n == o[4].n && differ == 0, "%lld weights differ", (long long)differ);
     for (int s = 0; s < 3; s++) CHECK(o[1].loss[s] == o[4].loss[s] && o[1].gnorm[s] == o[4].gnorm[s]);
@@ -230,7 +232,7 @@ static void test_fault(void) {
     CHECKF(strstr(text, "rank 1 was killed by signal 9") != NULL, "the launcher did not name rank 1");
     /* the checkpoint from before the fault loads */
     sc_config cfg;
-    tiny_config(&cfg, "fault", 0, 25);
+    tiny_config(&cfg, "fault", 0, 25, 1);
     sc_backend *be;
     CHECK(sc_backend_create("cpu", NULL, &be) == SC_OK);
     sc_model_config mc = sc_model_config_from(&cfg, 1);

@@ -162,6 +162,7 @@ typedef struct sc_config {
         int cross_replica;        /* negatives from every rank's batch (all-gathered z) */
         double timeout_s;         /* a collective fails when a peer is silent this long */
         double bucket_mb;         /* gradient all-reduce bucket size (MiB; fractions for small models) */
+        int overlap;              /* all-reduce buckets during the backward pass (else after it) */
     } dist;
 } sc_config;
 

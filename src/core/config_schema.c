@@ -284,6 +284,10 @@ static const sc_config_entry schema[] = {
           "Gradient all-reduce bucket size in MiB (fractions allowed). Buckets are cut from the top of the "
           "gradient buffer and each one is all-reduced as soon as the backward pass has finished it, while "
           "the pass goes on."),
+    BOOL(dist.overlap, "true",
+         "Start each gradient bucket's all-reduce during the backward pass, as soon as its gradients are "
+         "final; false starts them all after the pass (the same result: for CPU ranks that already fill every "
+         "core, where overlapping only adds contention)."),
 };
 
 const sc_config_entry *sc_config_schema(int *count) {

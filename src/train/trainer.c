@@ -448,7 +448,7 @@ static sc_status setup(trainer *t, const sc_config *cfg, const sc_resume_point *
         const int64_t bucket = (int64_t)(cfg->dist.bucket_mb * (double)(1 << 20)) / (int64_t)sizeof(float);
         SC_TRY(sc_comm_dup(t->dcomm, &t->gcomm));
         SC_TRY(sc_grad_sync_create(t->gcomm, g.data, g.shape[0], SC_F32, bucket > 0 ? bucket : 1, &t->grad_sync));
-        sc_model_set_grad_ready(t->model, sc_grad_sync_ready, t->grad_sync);
+        if (cfg->dist.overlap) sc_model_set_grad_ready(t->model, sc_grad_sync_ready, t->grad_sync);
     }
     if (!t->root) {
         SC_TRY(sc_model_plan(t->model, views, aug.out_size, aug.out_size));
