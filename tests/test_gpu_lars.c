@@ -31,19 +31,6 @@ static sc_backend *cpu(void) {
     return be;
 }
 
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* Host state of one optimizer run: weights, gradients, two state buffers, the step record. */
 typedef struct state {
     int64_t n;
@@ -98,7 +85,7 @@ static void upload(dstate *d, const state *s, int bf16) {
     CHECK(cudaMemcpy(d->sc, s->sc, sizeof s->sc, cudaMemcpyHostToDevice) == cudaSuccess);
     if (bf16) {
         uint16_t *h = malloc((size_t)s->n * 2);
-        for (int64_t i = 0; i < s->n; i++) h[i] = to_bf16(s->g[i]);
+        for (int64_t i = 0; i < s->n; i++) h[i] = sc_f32_to_bf16(s->g[i]);
         CHECK(cudaMemcpy(d->g, h, (size_t)s->n * 2, cudaMemcpyHostToDevice) == cudaSuccess);
         free(h);
     } else {
@@ -130,7 +117,7 @@ static void gpu_steps(sc_cuda_optim_plan *plan, const sc_param_table *t, const s
 
 static void cpu_steps(const sc_param_table *t, const sc_optim_hparams *hp, state *s, int steps, int bf16) {
     if (bf16)
-        for (int64_t i = 0; i < s->n; i++) s->g[i] = from_bf16(to_bf16(s->g[i]));
+        for (int64_t i = 0; i < s->n; i++) s->g[i] = sc_bf16_to_f32(sc_f32_to_bf16(s->g[i]));
     sc_tensor w = sc_tensor_1d(s->w, SC_F32, t->total), g = sc_tensor_1d(s->g, SC_F32, t->total);
     sc_tensor v = sc_tensor_1d(s->v, SC_F32, t->total), v2 = sc_tensor_1d(s->v2, SC_F32, t->total);
     sc_tensor sc = sc_tensor_1d(s->sc, SC_F64, SC_OPTIM_NSCALARS);

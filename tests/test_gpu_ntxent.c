@@ -34,20 +34,6 @@ static sc_backend *cpu(void) {
     return be;
 }
 
-/* bf16 round-to-nearest-even of a float, and back (what the GPU receives). */
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 typedef struct result {
     double loss, acc;
     float *d_rows, *d_cols; /* host copies (NULL when not asked) */
@@ -69,7 +55,7 @@ static result gpu_loss(int variant, const sc_contrastive_desc *d, const float *z
     void *host = malloc((size_t)(cols * dim) * es);
     for (int64_t i = 0; i < cols * dim; i++) {
         if (bf16)
-            ((uint16_t *)host)[i] = to_bf16(zc[i]);
+            ((uint16_t *)host)[i] = sc_f32_to_bf16(zc[i]);
         else
             ((float *)host)[i] = zc[i];
     }
@@ -116,7 +102,7 @@ static result gpu_loss(int variant, const sc_contrastive_desc *d, const float *z
         void *src = k ? ddc : ddr;
         float *out = malloc((size_t)n * sizeof(float));
         CHECK(cudaMemcpy(host, src, (size_t)n * es, cudaMemcpyDeviceToHost) == cudaSuccess);
-        for (int64_t i = 0; i < n; i++) out[i] = bf16 ? from_bf16(((uint16_t *)host)[i]) : ((float *)host)[i];
+        for (int64_t i = 0; i < n; i++) out[i] = bf16 ? sc_bf16_to_f32(((uint16_t *)host)[i]) : ((float *)host)[i];
         if (k)
             r.d_cols = out;
         else
@@ -139,7 +125,7 @@ static result cpu_loss(const sc_contrastive_desc *d, const float *zc, int64_t co
     size_t es = f64 ? 8 : 4;
     char *z = malloc((size_t)(cols * dim) * es);
     for (int64_t i = 0; i < cols * dim; i++) {
-        float v = bf16 ? from_bf16(to_bf16(zc[i])) : zc[i];
+        float v = bf16 ? sc_bf16_to_f32(sc_f32_to_bf16(zc[i])) : zc[i];
         if (f64)
             ((double *)z)[i] = v;
         else

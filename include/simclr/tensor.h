@@ -39,6 +39,10 @@ typedef struct sc_tensor {
 size_t sc_dtype_size(sc_dtype dt);
 /* "F32", "F64", ... (the safetensors spelling). */
 const char *sc_dtype_name(sc_dtype dt);
+/* bfloat16 bits of a float, rounded to nearest even (what a bf16 tensor on the device holds),
+ * and the float a bf16 value stands for. */
+uint16_t sc_f32_to_bf16(float f);
+float sc_bf16_to_f32(uint16_t h);
 
 /* A view of `data` with the given shape (ndim <= SC_MAX_DIMS). */
 sc_tensor sc_tensor_make(void *data, sc_dtype dt, int ndim, const int64_t *shape);

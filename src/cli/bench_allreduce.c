@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -66,17 +65,6 @@ typedef struct overlap_result {
     int64_t params;
     int buckets;
 } overlap_result;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static const char usage[] =
     "usage: simclr bench allreduce [--device auto|cpu|cuda] [--count N] [--ranks K] [--bucket-mb M]\n"
@@ -164,10 +152,10 @@ static int measure(sc_comm *c, sc_backend *be, float *dev, float *host, const ar
     for (int it = -a->warmup; it < a->iters; it++) {
         if (sc_comm_barrier(c) != SC_OK) return 1;
         if (be) be->ops->synchronize(be);
-        double t0 = now();
+        double t0 = sc_bench_now();
         if (reduce_all(c, dev, a->count, a->bucket_mb) != SC_OK) return 1;
         if (be) be->ops->synchronize(be);
-        if (it >= 0) times[it] = 1e3 * (now() - t0);
+        if (it >= 0) times[it] = 1e3 * (sc_bench_now() - t0);
     }
     return 0;
 }
@@ -212,22 +200,19 @@ static int measure_overlap(sc_comm *c, sc_backend *be, const args *a, overlap_re
             st = sc_comm_barrier(c);
             if (st != SC_OK) break;
             be->ops->synchronize(be);
-            const double t0 = now();
+            const double t0 = sc_bench_now();
             if (mode == 2) sc_model_set_grad_ready(m, sc_grad_sync_ready, sync);
             if (mode != 1) sc_model_backward(m, &dz);
             if (mode != 0) st = sc_grad_sync_finish(sync);
             sc_model_set_grad_ready(m, NULL, NULL);
             be->ops->synchronize(be);
-            if (it >= 0) ms[mode * a->overlap_iters + it] = 1e3 * (now() - t0);
+            if (it >= 0) ms[mode * a->overlap_iters + it] = 1e3 * (sc_bench_now() - t0);
         }
     }
     if (st == SC_OK) {
         *out = (overlap_result){.params = grads.shape[0], .buckets = sc_grad_sync_buckets(sync)};
         double *med[3] = {&out->backward_ms, &out->allreduce_ms, &out->overlapped_ms};
-        for (int mode = 0; mode < 3; mode++) {
-            qsort(ms + mode * a->overlap_iters, (size_t)a->overlap_iters, sizeof *ms, cmp_double);
-            *med[mode] = ms[mode * a->overlap_iters + a->overlap_iters / 2];
-        }
+        for (int mode = 0; mode < 3; mode++) *med[mode] = sc_bench_summarise(ms + mode * a->overlap_iters, a->overlap_iters).median;
         const double h = out->allreduce_ms > 0 ? (out->backward_ms + out->allreduce_ms - out->overlapped_ms) / out->allreduce_ms : 0;
         out->hidden = h < 0 ? 0 : h > 1 ? 1 : h;
     } else {
@@ -244,19 +229,17 @@ static int measure_overlap(sc_comm *c, sc_backend *be, const args *a, overlap_re
 
 static void print_line(const args *a, const char *impl, const char *device, int ranks, double *times,
                        const overlap_result *ov) {
-    qsort(times, (size_t)a->iters, sizeof *times, cmp_double);
-    const double ms = times[a->iters / 2], bytes = (double)a->count * sizeof(float);
+    const sc_bench_stats t = sc_bench_summarise(times, a->iters);
+    const double ms = t.median, bytes = (double)a->count * sizeof(float);
     const double algbw = bytes / (ms * 1e-3) / 1e9, busbw = ranks > 1 ? algbw * 2.0 * (ranks - 1) / ranks : 0.0;
-    char date[16];
-    time_t tt = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%d", localtime(&tt));
+    char date[32], host[64];
+    sc_bench_stamp(date, host);
     char hidden[32] = "null"; /* not measured, or one rank: nothing to hide */
     if (ov && ranks > 1) snprintf(hidden, sizeof hidden, "%.3f", ov->hidden);
     printf("{\"bench\": \"allreduce\", \"impl\": \"%s\", \"date\": \"%s\", \"git\": \"%s\", \"device\": \"%s\", \"ranks\": %d, "
            "\"count\": %lld, \"bytes\": %.0f, \"bucket_mb\": %g, \"ms_median\": %.3f, \"ms_p10\": %.3f, \"ms_p90\": %.3f, "
            "\"algbw_gbs\": %.3f, \"busbw_gbs\": %.3f, \"hidden_fraction\": %s, \"validated\": \"mean of the ranks\"}\n",
-           impl, date, sc_git_sha, device, ranks, a->count, bytes, a->bucket_mb, ms, times[a->iters / 10],
-           times[a->iters * 9 / 10], algbw, busbw, hidden);
+           impl, date, sc_git_sha, device, ranks, a->count, bytes, a->bucket_mb, ms, t.p10, t.p90, algbw, busbw, hidden);
     if (!ov) return;
     printf("{\"bench\": \"allreduce_overlap\", \"impl\": \"%s\", \"date\": \"%s\", \"git\": \"%s\", \"device\": \"%s\", "
            "\"ranks\": %d, \"threads\": %d, \"arch\": \"%s\", \"stem\": \"%s\", \"width\": %g, \"size\": %d, \"channels\": %d, "

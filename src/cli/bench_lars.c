@@ -174,19 +174,6 @@ static int run_cpu(const args *a) {
 /* ---- the fused GPU kernels --------------------------------------------------------------- */
 
 #ifdef SIMCLR_HAVE_CUDA
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static double gpu_copy_gbps(cudaEvent_t e0, cudaEvent_t e1) {
     const size_t bytes = (size_t)1 << 30;
     void *src, *dst;
@@ -226,7 +213,7 @@ static int run_gpu(const args *a) {
     const int64_t n = t->total, params = sc_params_trainable(t);
     sc_tensor hw = sc_model_param_buffer(m), hg = sc_model_grad_buffer(m);
     if (bf16) /* the reference sees the gradients the GPU sees */
-        for (int64_t i = 0; i < n; i++) ((float *)hg.data)[i] = from_bf16(to_bf16(((float *)hg.data)[i]));
+        for (int64_t i = 0; i < n; i++) ((float *)hg.data)[i] = sc_bf16_to_f32(sc_f32_to_bf16(((float *)hg.data)[i]));
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
@@ -244,7 +231,7 @@ static int run_gpu(const args *a) {
     }
     if (bf16) {
         uint16_t *h = malloc((size_t)n * 2);
-        for (int64_t i = 0; i < n; i++) h[i] = to_bf16(((float *)hg.data)[i]);
+        for (int64_t i = 0; i < n; i++) h[i] = sc_f32_to_bf16(((float *)hg.data)[i]);
         cudaMemcpy(dg, h, (size_t)n * 2, cudaMemcpyHostToDevice);
         free(h);
     } else {

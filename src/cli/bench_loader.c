@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -34,12 +33,6 @@ typedef struct args {
     int size, batch, batches, warmup;
     int workers[16], nworkers;
 } args;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int parse(int argc, char **argv, args *a) {
     *a = (args){.dataset = "imagefolder", .path = NULL, .output = "views", .size = 224, .batch = 64, .batches = 20,
@@ -125,9 +118,9 @@ static sc_status timed_run(const sc_loader_options *base, int workers, const arg
     SC_TRY(sc_loader_create(&o, &l));
     int64_t epoch = 0;
     sc_status st = sc_loader_start_epoch(l, epoch, 0);
-    double t0 = now();
+    double t0 = sc_bench_now();
     for (int i = 0; st == SC_OK && i < a->warmup + a->batches; i++) {
-        if (i == a->warmup) t0 = now();
+        if (i == a->warmup) t0 = sc_bench_now();
         sc_batch *b = NULL;
         st = sc_loader_next(l, &b, NULL);
         if (st == SC_OK && !b) {
@@ -136,7 +129,7 @@ static sc_status timed_run(const sc_loader_options *base, int workers, const arg
         }
         if (st == SC_OK && b) sc_loader_release(l, b);
     }
-    *seconds = now() - t0;
+    *seconds = sc_bench_now() - t0;
     sc_loader_destroy(l);
     return st;
 }
@@ -168,10 +161,8 @@ int sc_bench_loader(int argc, char **argv) {
                 break;
             }
     }
-    char host[64] = "?", date[32];
-    gethostname(host, sizeof host);
-    time_t t = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&t));
+    char host[64], date[32];
+    sc_bench_stamp(date, host);
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     for (int k = 0; st == SC_OK && k < a.nworkers; k++) {
         const int w = a.workers[k];

@@ -189,19 +189,6 @@ static int run_cpu(const args *a) {
 /* ---- the GPU variants ----------------------------------------------------------------------- */
 
 #ifdef SIMCLR_HAVE_CUDA
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 enum { FUSED, CUBLAS };
 
 typedef struct gpu_ctx {
@@ -257,7 +244,7 @@ static int validate(gpu_ctx *g, int variant, const args *a, const float *zh, voi
     cudaMemcpy(sc, dsc, sizeof sc, cudaMemcpyDeviceToHost);
     cudaMemcpy(hgr, dgr, nr * es, cudaMemcpyDeviceToHost);
     cudaMemcpy(hgc, dgc, nc * es, cudaMemcpyDeviceToHost);
-    for (size_t i = 0; i < nc; i++) rz[i] = bf16 ? from_bf16(to_bf16(zh[i])) : zh[i];
+    for (size_t i = 0; i < nc; i++) rz[i] = bf16 ? sc_bf16_to_f32(sc_f32_to_bf16(zh[i])) : zh[i];
     sc_backend *cpu;
     sc_backend_options bo = {.threads = a->threads};
     float rl = 0, ra = 0;
@@ -280,7 +267,7 @@ static int validate(gpu_ctx *g, int variant, const args *a, const float *zh, voi
         const float *want = k ? rgc : rgr;
         double w = 0, s = 0;
         for (size_t i = 0; i < n; i++) {
-            double v = bf16 ? from_bf16(((const uint16_t *)got)[i]) : ((const float *)got)[i];
+            double v = bf16 ? sc_bf16_to_f32(((const uint16_t *)got)[i]) : ((const float *)got)[i];
             double e = fabs(v - want[i]);
             w = isnan(e) ? INFINITY : fmax(w, e);
             s = fmax(s, fabs(want[i]));
@@ -319,7 +306,7 @@ static int time_case(gpu_ctx *g, int variant, const args *a, const float *zh, in
     void *host = malloc(n * es);
     for (size_t i = 0; i < n; i++) {
         if (bf16)
-            ((uint16_t *)host)[i] = to_bf16(zh[i]);
+            ((uint16_t *)host)[i] = sc_f32_to_bf16(zh[i]);
         else
             ((float *)host)[i] = zh[i];
     }

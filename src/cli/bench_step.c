@@ -24,8 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "simclr/backend.h"
 #include "simclr/log.h"
@@ -42,17 +40,6 @@ typedef struct args {
     int size, channels, batch, head_layers, head_out, warmup, iters, threads;
     int tf32, deterministic, autotune, workspace_mb, validate_batch, verbose;
 } args;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* A JSON number with 3 decimals, or null for a mode that was not timed (JSON has no NaN). */
 static const char *json_ms(double v, char *buf, size_t cap) {
@@ -234,14 +221,14 @@ static void time_steps(rig *r, const args *a, int use_graph, int64_t *step, doub
     double *ms = malloc((size_t)a->iters * sizeof *ms);
     SC_CHECK(ms != NULL, "out of memory");
     for (int i = 0; i < a->iters; i++) {
-        double t0 = now();
+        double t0 = sc_bench_now();
         rig_step(r, (*step)++, use_graph);
-        ms[i] = 1e3 * (now() - t0);
+        ms[i] = 1e3 * (sc_bench_now() - t0);
     }
-    qsort(ms, (size_t)a->iters, sizeof *ms, cmp_double);
-    *med = ms[a->iters / 2];
-    *p10 = ms[a->iters / 10];
-    *p90 = ms[(a->iters * 9) / 10];
+    const sc_bench_stats s = sc_bench_summarise(ms, a->iters);
+    *med = s.median;
+    *p10 = s.p10;
+    *p90 = s.p90;
     free(ms);
 }
 
@@ -309,10 +296,8 @@ int sc_bench_step(int argc, char **argv) {
 
     double macs = sc_model_forward_macs(r.m);
     double tflops = 3.0 * 2.0 * macs * views / (best[0] * 1e-3) / 1e12;
-    char host[64] = "?", date[32], extra[256] = "";
-    gethostname(host, sizeof host);
-    time_t t = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&t));
+    char host[64], date[32], extra[256] = "";
+    sc_bench_stamp(date, host);
     if (r.be->kind != SC_DEVICE_CPU) {
         char e[32], g[32];
         snprintf(extra, sizeof extra,

@@ -1,5 +1,5 @@
 /*
- * bench_util.c - what the kernel benchmarks (bench_ntxent.c, bench_lars.c) share: a monotonic
+ * bench_util.c - what the benchmarks (src/cli/bench_*.c) share: a monotonic
  * clock, order statistics of timings, and the date / host stamp of their JSON lines.
  */
 #include <stdlib.h>

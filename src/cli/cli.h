@@ -31,7 +31,7 @@ int sc_bench_lars(int argc, char **argv);
 int sc_bench_loader(int argc, char **argv);
 int sc_bench_allreduce(int argc, char **argv);
 
-/* bench_util.c: shared by the kernel benchmarks */
+/* bench_util.c: shared by the benchmarks */
 typedef struct sc_bench_stats {
     double median, p10, p90;
 } sc_bench_stats;

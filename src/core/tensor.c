@@ -4,6 +4,7 @@
 #include "simclr/tensor.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "simclr/status.h"
 
@@ -31,6 +32,20 @@ const char *sc_dtype_name(sc_dtype dt) {
     case SC_U8: return "U8";
     }
     return "?";
+}
+
+uint16_t sc_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float sc_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 sc_tensor sc_tensor_make(void *data, sc_dtype dt, int ndim, const int64_t *shape) {
