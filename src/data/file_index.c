@@ -119,9 +119,9 @@ static void stamps_free(stampvec *s) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-void sc_file_index_free(sc_file_index *ix) {
-    if (!ix) return;
-    free(ix->root);
+/* Frees the file, member, label and class arrays and empties the index (kind, labeled, root and
+ * cache_path stay). */
+static void clear_entries(sc_file_index *ix) {
     free(ix->strings);
     free(ix->file_name);
     free(ix->member_shard);
@@ -130,6 +130,19 @@ void sc_file_index_free(sc_file_index *ix) {
     free(ix->member_name);
     free(ix->labels);
     free(ix->class_name);
+    ix->strings = NULL;
+    ix->file_name = ix->member_offset = ix->member_size = ix->member_name = ix->class_name = NULL;
+    ix->member_shard = NULL;
+    ix->labels = NULL;
+    ix->count = ix->nfiles = 0;
+    ix->num_classes = 0;
+    ix->strings_len = 0;
+}
+
+void sc_file_index_free(sc_file_index *ix) {
+    if (!ix) return;
+    clear_entries(ix);
+    free(ix->root);
     free(ix);
 }
 
@@ -399,21 +412,7 @@ static int load_cache(sc_file_index *ix, char **shards, size_t nshards) {
     }
     free(data);
     if (!ok) { /* leave ix as it was: only kind, labeled, root and cache_path set */
-        free(ix->strings);
-        free(ix->file_name);
-        free(ix->member_shard);
-        free(ix->member_offset);
-        free(ix->member_size);
-        free(ix->member_name);
-        free(ix->labels);
-        free(ix->class_name);
-        ix->strings = NULL;
-        ix->file_name = ix->member_offset = ix->member_size = ix->member_name = ix->class_name = NULL;
-        ix->member_shard = NULL;
-        ix->labels = NULL;
-        ix->count = ix->nfiles = 0;
-        ix->num_classes = 0;
-        ix->strings_len = 0;
+        clear_entries(ix);
         return 0;
     }
     ix->from_cache = 1;
